@@ -1,0 +1,1 @@
+"""membership_core."""

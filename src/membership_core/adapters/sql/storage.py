@@ -1,0 +1,284 @@
+"""The SQL unit of work and repositories."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
+
+from ...errors import ConfigurationError, Conflict, NotFound, StorageError
+from ...ports.storage import COLLECTIONS
+from .migrations import migrate
+from .schema import RowMapper, mappers, tables
+
+__all__ = ["SqlStorage"]
+
+T = TypeVar("T")
+
+#: Seconds a SQLite writer waits for the lock before failing.
+SQLITE_BUSY_TIMEOUT = 10.0
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class _Repository(Generic[T]):
+    def __init__(self, uow: _UnitOfWork, name: str) -> None:
+        self._uow = uow
+        self._name = name
+        self._table = tables[name]
+        self._mapper: RowMapper = mappers[name]
+
+    @property
+    def _conn(self) -> sa.Connection:
+        return self._uow._connection()
+
+    def _scoped(self) -> sa.ColumnElement[bool]:
+        return self._table.c.tenant == self._uow.tenant
+
+    def _where(
+        self, where: Mapping[str, object] | None, contains: tuple[str, str] | None = None
+    ) -> list[sa.ColumnElement[bool]]:
+        clauses = [self._scoped()]
+        for name, value in (where or {}).items():
+            column = self._column(name)
+            clauses.append(column.is_(None) if value is None else column == _plain(value))
+        if contains is not None:
+            column = self._column(contains[0])
+            pattern = "%" + _escape_like(contains[1].lower()) + "%"
+            clauses.append(self._uow._storage._fold(column).like(pattern, escape="\\"))
+        return clauses
+
+    def _column(self, name: str) -> sa.Column[Any]:
+        if name == "tenant" or name not in self._table.c:
+            raise StorageError(f"{self._name} has no field {name!r}")
+        return self._table.c[name]
+
+    def _one(self, id: str, lock: bool) -> T | None:
+        query = sa.select(self._table).where(self._scoped(), self._table.c.id == id)
+        if lock:
+            query = query.with_for_update()
+        row = self._conn.execute(query).mappings().first()
+        return None if row is None else self._mapper.from_row(row)
+
+    def get(self, id: str) -> T | None:
+        return self._one(id, lock=False)
+
+    def get_for_update(self, id: str) -> T | None:
+        return self._one(id, lock=True)
+
+    def _write(self, statement: sa.Executable, item_id: str) -> sa.CursorResult[Any]:
+        # A savepoint keeps the unit of work usable after a constraint violation.
+        try:
+            with self._conn.begin_nested():
+                return self._conn.execute(statement)
+        except exc.IntegrityError as error:
+            raise Conflict(
+                f"{self._name}: record {item_id!r} clashes with an existing one "
+                f"(same id or unique key)",
+                field="id",
+            ) from error
+
+    def add(self, item: T) -> None:
+        row = self._mapper.to_row(item)
+        self._write(self._table.insert().values(tenant=self._uow.tenant, **row), row["id"])
+
+    def update(self, item: T) -> None:
+        row = self._mapper.to_row(item)
+        statement = (
+            self._table.update().where(self._scoped(), self._table.c.id == row["id"]).values(**row)
+        )
+        if self._write(statement, row["id"]).rowcount == 0:
+            raise NotFound(self._name, row["id"], field="id")
+
+    def delete(self, id: str) -> None:
+        statement = self._table.delete().where(self._scoped(), self._table.c.id == id)
+        if self._conn.execute(statement).rowcount == 0:
+            raise NotFound(self._name, id, field="id")
+
+    def find(
+        self,
+        where: Mapping[str, object] | None = None,
+        *,
+        contains: tuple[str, str] | None = None,
+        order_by: Sequence[str] = (),
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[T]:
+        query = sa.select(self._table).where(*self._where(where, contains))
+        order: list[Any] = []
+        for name in order_by:
+            column = self._column(name)
+            key: Any = (
+                self._uow._storage._fold(column) if isinstance(column.type, sa.Text) else column
+            )
+            order.append(key.desc().nulls_last() if descending else key.asc().nulls_first())
+        order.append(self._table.c.id.desc() if descending else self._table.c.id.asc())
+        query = query.order_by(*order).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = self._conn.execute(query).mappings()
+        return [self._mapper.from_row(row) for row in rows]
+
+    def find_in(self, field: str, values: Sequence[object]) -> list[T]:
+        if not values:
+            return []
+        column = self._column(field)
+        query = (
+            sa.select(self._table)
+            .where(self._scoped(), column.in_([_plain(v) for v in values]))
+            .order_by(self._table.c.id)
+        )
+        return [self._mapper.from_row(row) for row in self._conn.execute(query).mappings()]
+
+    def count(self, where: Mapping[str, object] | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(self._table).where(*self._where(where))
+        return int(self._conn.execute(query).scalar_one())
+
+
+class _UnitOfWork:
+    def __init__(self, storage: SqlStorage, tenant: str, write: bool) -> None:
+        self.tenant = tenant
+        self._storage = storage
+        self._write = write
+        self._conn: sa.Connection | None = None
+        self._transaction: sa.RootTransaction | None = None
+        for collection in COLLECTIONS:
+            setattr(self, collection.name, _Repository(self, collection.name))
+
+    def _connection(self) -> sa.Connection:
+        # The transaction begins lazily, so work after a commit runs in a new one.
+        if self._conn is None:
+            raise StorageError("unit of work used outside its 'with' block")
+        if self._transaction is None:
+            try:
+                self._transaction = self._conn.begin()
+            except exc.OperationalError as error:
+                raise StorageError(f"could not begin a transaction: {error}") from error
+        return self._conn
+
+    def __enter__(self) -> Self:
+        options = {"mc_write": self._write}
+        self._conn = self._storage.engine.connect().execution_options(**options)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._transaction is not None and self._transaction.is_active:
+                self._transaction.rollback()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            self._transaction = None
+
+    def commit(self) -> None:
+        if self._conn is None:
+            raise StorageError("commit outside of a unit of work (use it as a context manager)")
+        if self._transaction is None:
+            return  # nothing was done since the last commit
+        transaction, self._transaction = self._transaction, None
+        try:
+            transaction.commit()
+        except exc.IntegrityError as error:
+            raise Conflict(f"commit refused by a constraint: {error.orig}") from error
+
+    def rollback(self) -> None:
+        if self._transaction is not None and self._transaction.is_active:
+            self._transaction.rollback()
+        self._transaction = None
+
+
+class SqlStorage:
+    """Storage in a SQL database through SQLAlchemy Core.
+
+    ``SqlStorage("sqlite:///portal.db")`` or ``SqlStorage("postgresql://...")``.
+    The schema is created or migrated on open. SQLite runs in WAL mode, with
+    a busy timeout, and opens every writing transaction with ``BEGIN
+    IMMEDIATE`` so concurrent writers queue instead of failing.
+    """
+
+    def __init__(self, url: str, *, engine_options: Mapping[str, Any] | None = None) -> None:
+        try:
+            parsed = make_url(url)
+        except exc.ArgumentError as error:
+            raise ConfigurationError(f"not a database URL: {url!r}", field="url") from error
+        backend = parsed.get_backend_name()
+        options: dict[str, Any] = dict(engine_options or {})
+        if backend == "sqlite":
+            parsed = parsed.set(drivername="sqlite+pysqlite")
+            options.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT})
+        elif backend == "postgresql":
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            options.setdefault("pool_pre_ping", True)
+        else:
+            raise ConfigurationError(
+                f"unsupported database {backend!r}: use sqlite or postgresql", field="url"
+            )
+        try:
+            self.engine = sa.create_engine(parsed, **options)
+        except ImportError as error:
+            raise ConfigurationError(
+                f"the {backend} driver is missing; install membership_core[postgres]",
+                field="url",
+            ) from error
+        self.dialect = backend
+        if backend == "sqlite":
+            self._setup_sqlite()
+        migrate(self.engine)
+
+    def _fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        # SQLite's lower() only folds ASCII; Python's lower() matches PostgreSQL in UTF-8 locales.
+        if self.dialect == "sqlite":
+            return sa.func.mc_fold(column)
+        return sa.func.lower(column)
+
+    def _setup_sqlite(self) -> None:
+        @event.listens_for(self.engine, "connect")
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take transaction control from pysqlite so BEGIN is ours to issue.
+            dbapi_connection.isolation_level = None
+            dbapi_connection.create_function(
+                "mc_fold",
+                1,
+                lambda v: None if v is None else str(v).lower(),
+                deterministic=True,
+            )
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(self.engine, "begin")
+        def on_begin(connection: sa.Connection) -> None:
+            # A deferred transaction that later writes fails at once with SQLITE_BUSY,
+            # ignoring the busy timeout; IMMEDIATE takes the write lock up front.
+            write = connection.get_execution_options().get("mc_write", True)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def unit_of_work(self, tenant: str, *, write: bool = True) -> Any:
+        """Open a unit of work in ``tenant`` (use it with ``with``)."""
+        return _UnitOfWork(self, tenant, write)
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()

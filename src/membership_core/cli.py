@@ -1,0 +1,8 @@
+"""The ``membership`` command."""
+
+from __future__ import annotations
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    return 0

@@ -1,0 +1,75 @@
+"""Access decisions: who may see which lesson, why not, and when it opens. Pure."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
+
+from .catalog import Lesson, Product
+from .enrollments import Enrollment, EnrollmentStatus
+
+__all__ = ["AccessDecision", "AccessReason", "decide"]
+
+
+class AccessReason(enum.Enum):
+    """Why access was refused (or, for ``PREVIEW`` and ``ENROLLED``, why it was given)."""
+
+    ENROLLED = "enrolled"
+    PREVIEW = "preview"
+    NOT_ENROLLED = "not_enrolled"
+    NOT_STARTED = "not_started"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    UNPUBLISHED = "unpublished"
+    MEMBER_INACTIVE = "member_inactive"
+
+
+@attrs.frozen
+class AccessDecision:
+    """The answer to "may this member see this lesson now?".
+
+    ``available_at`` is set when access will open by itself later (a window not
+    yet started), so a host can render "unlocks on 3 March".
+    """
+
+    allowed: bool
+    reason: AccessReason
+    available_at: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def decide(
+    product: Product,
+    lesson: Lesson,
+    enrollments: Sequence[Enrollment],
+    at: datetime,
+    *,
+    member_active: bool = True,
+) -> AccessDecision:
+    """Decide access to ``lesson`` of ``product`` from the member's ``enrollments`` at ``at``.
+
+    Order of checks: published content, member status, preview lessons, then
+    the union of enrollment windows.
+    """
+    if not product.published or not lesson.published:
+        return AccessDecision(False, AccessReason.UNPUBLISHED)
+    if not member_active:
+        return AccessDecision(False, AccessReason.MEMBER_INACTIVE)
+    if any(e.covers(at) for e in enrollments):
+        return AccessDecision(True, AccessReason.ENROLLED)
+    if lesson.preview:
+        return AccessDecision(True, AccessReason.PREVIEW)
+    live = [e for e in enrollments if e.status is EnrollmentStatus.ACTIVE]
+    if not enrollments:
+        return AccessDecision(False, AccessReason.NOT_ENROLLED)
+    if not live:
+        return AccessDecision(False, AccessReason.REVOKED)
+    upcoming = [e.starts_at for e in live if e.starts_at > at]
+    if upcoming:
+        return AccessDecision(False, AccessReason.NOT_STARTED, min(upcoming))
+    return AccessDecision(False, AccessReason.EXPIRED)

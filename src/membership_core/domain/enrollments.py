@@ -1,0 +1,92 @@
+"""Enrollments (access grants) and purchases."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime
+
+import attrs
+
+from .money import Money
+
+__all__ = [
+    "Enrollment",
+    "EnrollmentSource",
+    "EnrollmentStatus",
+    "Purchase",
+    "PurchaseStatus",
+    "active_at",
+]
+
+
+class EnrollmentSource(enum.Enum):
+    """What granted an enrollment."""
+
+    PURCHASE = "purchase"
+    ADMIN = "admin"
+
+
+class EnrollmentStatus(enum.Enum):
+    """An enrollment is active until revoked; its window says when it applies."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+@attrs.frozen
+class Enrollment:
+    """A grant of access to one product for one member, over a window.
+
+    A member's access to a product is the union of their enrollments in it.
+    """
+
+    id: str
+    member_id: str
+    product_id: str
+    source: EnrollmentSource
+    purchase_id: str | None
+    status: EnrollmentStatus
+    starts_at: datetime
+    ends_at: datetime | None
+    granted_at: datetime
+    revoked_at: datetime | None
+
+    def covers(self, at: datetime) -> bool:
+        """True when this grant gives access at the instant ``at`` (end exclusive)."""
+        return (
+            self.status is EnrollmentStatus.ACTIVE
+            and self.starts_at <= at
+            and (self.ends_at is None or at < self.ends_at)
+        )
+
+
+def active_at(enrollments: Iterable[Enrollment], at: datetime) -> list[Enrollment]:
+    """The enrollments that give access at ``at``."""
+    return [enrollment for enrollment in enrollments if enrollment.covers(at)]
+
+
+class PurchaseStatus(enum.Enum):
+    """Lifecycle of a purchase."""
+
+    PENDING = "pending"
+    PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    DISPUTED = "disputed"
+
+
+@attrs.frozen
+class Purchase:
+    """One buyer's purchase of one offer; ``amount`` is what they agreed to pay."""
+
+    id: str
+    offer_id: str
+    member_id: str
+    status: PurchaseStatus
+    amount: Money
+    gateway: str
+    gateway_reference: str | None
+    idempotency_key: str | None
+    created_at: datetime
+    paid_at: datetime | None

@@ -1,0 +1,161 @@
+"""Domain events: every state change records one, in the same transaction as the change.
+
+Events are frozen values. :data:`EVENT_TYPES` maps each event's ``type`` name to
+its class, which is how stored and serialized events find their way back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "EVENT_TYPES",
+    "AccessGranted",
+    "CertificateIssued",
+    "CourseCompleted",
+    "DomainEvent",
+    "EventRecord",
+    "HandledEvent",
+    "LessonCompleted",
+    "MemberCreated",
+    "OfferPurchased",
+    "ProductPublished",
+    "ProductUnpublished",
+    "SettingsChanged",
+]
+
+
+@attrs.frozen(kw_only=True)
+class DomainEvent:
+    """Base of all events: a unique ``id`` and the instant it ``occurred_at``."""
+
+    id: str
+    occurred_at: datetime
+
+    @property
+    def type(self) -> str:
+        """The event's type name, which tags it in storage and serialized data."""
+        return type(self).__name__
+
+
+@attrs.frozen(kw_only=True)
+class MemberCreated(DomainEvent):
+    """A member account was created (by checkout, invite or import)."""
+
+    member_id: str
+    source: str
+
+
+@attrs.frozen(kw_only=True)
+class ProductPublished(DomainEvent):
+    """A product became visible to members."""
+
+    product_id: str
+
+
+@attrs.frozen(kw_only=True)
+class ProductUnpublished(DomainEvent):
+    """A product was taken back to draft."""
+
+    product_id: str
+
+
+@attrs.frozen(kw_only=True)
+class OfferPurchased(DomainEvent):
+    """A member bought (or claimed) an offer and the payment succeeded."""
+
+    purchase_id: str
+    offer_id: str
+    member_id: str
+
+
+@attrs.frozen(kw_only=True)
+class AccessGranted(DomainEvent):
+    """A member was given access to a product."""
+
+    enrollment_id: str
+    member_id: str
+    product_id: str
+    purchase_id: str | None
+
+
+@attrs.frozen(kw_only=True)
+class LessonCompleted(DomainEvent):
+    """A member completed a lesson."""
+
+    member_id: str
+    product_id: str
+    lesson_id: str
+
+
+@attrs.frozen(kw_only=True)
+class CourseCompleted(DomainEvent):
+    """A member completed every required lesson of a product; fires once per member and product."""
+
+    member_id: str
+    product_id: str
+
+
+@attrs.frozen(kw_only=True)
+class CertificateIssued(DomainEvent):
+    """A certificate was issued."""
+
+    certificate_id: str
+    member_id: str
+    product_id: str
+    serial: str
+
+
+@attrs.frozen(kw_only=True)
+class SettingsChanged(DomainEvent):
+    """Portal settings changed; ``fields`` names what changed."""
+
+    area: str
+    fields: tuple[str, ...]
+
+
+@attrs.frozen
+class EventRecord:
+    """An event as stored in the outbox, with its delivery state."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+    dispatched_at: datetime | None
+
+
+def _register(*classes: type[DomainEvent]) -> dict[str, type[DomainEvent]]:
+    registry: dict[str, type[DomainEvent]] = {}
+    for cls in classes:
+        if cls.__name__ in registry:  # silently overwriting would hide a bug
+            raise TypeError(f"duplicate domain event type {cls.__name__!r}")
+        registry[cls.__name__] = cls
+    return registry
+
+
+#: Every event class by its ``type`` name.
+EVENT_TYPES: dict[str, type[DomainEvent]] = _register(
+    MemberCreated,
+    ProductPublished,
+    ProductUnpublished,
+    OfferPurchased,
+    AccessGranted,
+    LessonCompleted,
+    CourseCompleted,
+    CertificateIssued,
+    SettingsChanged,
+)
+
+
+@attrs.frozen
+class HandledEvent:
+    """Marks that ``handler`` has applied ``event_id``; unique, so a handler runs once per event."""
+
+    id: str
+    event_id: str
+    handler: str
+    handled_at: datetime

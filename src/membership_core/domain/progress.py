@@ -1,0 +1,64 @@
+"""Lesson completions, course completions and the progress figure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import attrs
+
+from .catalog import Lesson
+
+__all__ = ["CourseCompletion", "LessonCompletion", "Progress", "compute_progress"]
+
+
+@attrs.frozen
+class LessonCompletion:
+    """A member completed a lesson (one record per member and lesson)."""
+
+    id: str
+    member_id: str
+    product_id: str
+    lesson_id: str
+    completed_at: datetime
+
+
+@attrs.frozen
+class CourseCompletion:
+    """A member completed a course; at most one per member and product, never taken back."""
+
+    id: str
+    member_id: str
+    product_id: str
+    completed_at: datetime
+
+
+@attrs.frozen
+class Progress:
+    """How far a member is through a product's required lessons."""
+
+    product_id: str
+    member_id: str
+    completed: int
+    required: int
+    percent: int
+    completed_lesson_ids: frozenset[str]
+
+    @property
+    def finished(self) -> bool:
+        """True when every required lesson is completed (and there is at least one)."""
+        return self.required > 0 and self.completed >= self.required
+
+
+def compute_progress(
+    member_id: str,
+    product_id: str,
+    lessons: Sequence[Lesson],
+    completions: Iterable[LessonCompletion],
+) -> Progress:
+    """Progress over the published required lessons; percent is rounded down."""
+    required = {lesson.id for lesson in lessons if lesson.required and lesson.published}
+    done = frozenset(c.lesson_id for c in completions)
+    completed = len(required & done)
+    percent = (100 * completed // len(required)) if required else 0
+    return Progress(product_id, member_id, completed, len(required), percent, done)

@@ -1,0 +1,191 @@
+"""The storage port: a unit of work per portal, holding one repository per collection.
+
+Every repository is scoped to one portal (tenant) by construction: there is no
+way to name another portal's records through it. Adapters derive their schema
+from :data:`COLLECTIONS`, so the in-memory and SQL adapters enforce the same
+unique keys and answer the same queries (the storage contract suite checks it).
+
+Example::
+
+    with storage.unit_of_work("acme") as uow:
+        uow.products.add(product)
+        uow.commit()            # leaving the block without commit rolls back
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+import attrs
+
+from ..domain.catalog import Category, Lesson, Product
+from ..domain.certificates import Certificate
+from ..domain.enrollments import Enrollment, Purchase
+from ..domain.events import EventRecord, HandledEvent
+from ..domain.mail import OutboxMessage
+from ..domain.members import Member
+from ..domain.offers import Offer
+from ..domain.progress import CourseCompletion, LessonCompletion
+from ..domain.settings import SiteSettings
+
+__all__ = [
+    "COLLECTIONS",
+    "Collection",
+    "Repository",
+    "Storage",
+    "UnitOfWork",
+]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+@attrs.frozen
+class Collection(Generic[T]):
+    """Describes one stored collection: its record type, unique keys and indexes.
+
+    Every record type has an ``id`` attribute. ``unique`` and ``indexes`` list
+    field-name tuples; adapters scope both to the portal.
+    """
+
+    name: str
+    type: type[T]
+    unique: tuple[tuple[str, ...], ...] = ()
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+
+COLLECTIONS: tuple[Collection[Any], ...] = (
+    Collection("products", Product, indexes=(("title",), ("created_at",), ("updated_at",))),
+    Collection("categories", Category, indexes=(("product_id",),)),
+    Collection("lessons", Lesson, indexes=(("product_id",), ("category_id",))),
+    Collection("offers", Offer, indexes=(("title",),)),
+    Collection("members", Member, unique=(("email_key",),)),
+    Collection("enrollments", Enrollment, indexes=(("member_id", "product_id"), ("purchase_id",))),
+    Collection(
+        "purchases",
+        Purchase,
+        unique=(("idempotency_key",),),
+        indexes=(("member_id",), ("offer_id",)),
+    ),
+    Collection(
+        "lesson_completions",
+        LessonCompletion,
+        unique=(("member_id", "lesson_id"),),
+        indexes=(("member_id", "product_id"),),
+    ),
+    Collection("course_completions", CourseCompletion, unique=(("member_id", "product_id"),)),
+    Collection(
+        "certificates",
+        Certificate,
+        unique=(("serial",), ("member_id", "product_id")),
+    ),
+    Collection("events", EventRecord, indexes=(("dispatched_at", "occurred_at"),)),
+    Collection("handled_events", HandledEvent, unique=(("event_id", "handler"),)),
+    Collection(
+        "mail",
+        OutboxMessage,
+        unique=(("idempotency_key",),),
+        indexes=(("status", "next_attempt_at"),),
+    ),
+    Collection("settings", SiteSettings),
+)
+
+
+class Repository(Protocol[T]):
+    """Records of one collection, in one portal, inside one unit of work."""
+
+    def get(self, id: str) -> T | None:
+        """Return the record with this id, or ``None``."""
+        ...
+
+    def get_for_update(self, id: str) -> T | None:
+        """Like :meth:`get`, and lock the record until the unit of work ends."""
+        ...
+
+    def add(self, item: T) -> None:
+        """Insert a new record; raise ``Conflict`` if its id or a unique key is taken."""
+        ...
+
+    def update(self, item: T) -> None:
+        """Replace the record with ``item.id``; raise ``NotFound`` or ``Conflict``."""
+        ...
+
+    def delete(self, id: str) -> None:
+        """Remove the record; raise ``NotFound`` if it does not exist."""
+        ...
+
+    def find(
+        self,
+        where: Mapping[str, object] | None = None,
+        *,
+        contains: tuple[str, str] | None = None,
+        order_by: Sequence[str] = (),
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[T]:
+        """Records whose fields equal ``where`` (``None`` matches a missing value).
+
+        ``contains=(field, text)`` keeps records whose ``field`` contains ``text``
+        case-insensitively. Results are ordered by ``order_by`` then ``id``.
+        """
+        ...
+
+    def find_in(self, field: str, values: Sequence[object]) -> list[T]:
+        """Records whose ``field`` is one of ``values``, ordered by id."""
+        ...
+
+    def count(self, where: Mapping[str, object] | None = None) -> int:
+        """How many records match ``where``."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction in one portal. Rolls back unless :meth:`commit` is called."""
+
+    tenant: str
+    products: Repository[Product]
+    categories: Repository[Category]
+    lessons: Repository[Lesson]
+    offers: Repository[Offer]
+    members: Repository[Member]
+    enrollments: Repository[Enrollment]
+    purchases: Repository[Purchase]
+    lesson_completions: Repository[LessonCompletion]
+    course_completions: Repository[CourseCompletion]
+    certificates: Repository[Certificate]
+    events: Repository[EventRecord]
+    handled_events: Repository[HandledEvent]
+    mail: Repository[OutboxMessage]
+    settings: Repository[SiteSettings]
+
+    def commit(self) -> None:
+        """Make every change of this unit of work durable, atomically."""
+        ...
+
+    def rollback(self) -> None:
+        """Discard every change of this unit of work."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Storage(Protocol):
+    """A storage back end: opens units of work and knows its portals."""
+
+    def unit_of_work(self, tenant: str, *, write: bool = True) -> UnitOfWork:
+        """Open a unit of work in ``tenant``. ``write=False`` promises only reads."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...

@@ -1,0 +1,99 @@
+"""One cattrs converter for every public value: JSON-safe data out, typed values back.
+
+Hosts use it to put library values into APIs and queues::
+
+    data = membership_core.unstructure(outline)      # dicts, lists, str, int, bool, None
+    same = membership_core.structure(data, Outline)
+
+Datetimes become ISO 8601 strings, enums their values, domain events a dict
+tagged with their ``type``. The converter is private to the library (never the
+global cattrs one) and forbids unknown keys, so a typo in stored data is an
+error rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.preconf.json import make_converter
+from cattrs.v import format_exception
+
+from .domain.events import EVENT_TYPES, DomainEvent
+from .errors import ValidationError
+
+__all__ = ["structure", "unstructure"]
+
+T = TypeVar("T")
+
+
+def _make() -> cattrs.Converter:
+    converter = make_converter(forbid_extra_keys=True)
+
+    # Only aware datetimes exist inside the library; refuse naive ones at the edge.
+    def structure_datetime(value: object, _: type) -> datetime:
+        if isinstance(value, datetime):
+            parsed = value
+        elif isinstance(value, str):
+            parsed = datetime.fromisoformat(value)
+        else:
+            raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
+        if parsed.tzinfo is None:
+            raise ValueError("datetime must carry a timezone")
+        return parsed
+
+    converter.register_structure_hook(datetime, structure_datetime)
+
+    def is_event(cls: Any) -> bool:
+        return isinstance(cls, type) and issubclass(cls, DomainEvent)
+
+    base_unstructure = converter.unstructure
+
+    def unstructure_event(event: DomainEvent) -> dict[str, Any]:
+        fields = converter.gen_unstructure_attrs_fromdict(type(event))(event)
+        return {"type": event.type, **fields}
+
+    def structure_event(data: Any, cls: type[DomainEvent]) -> DomainEvent:
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise ValueError("an event must be a mapping with a 'type'")
+        target = EVENT_TYPES.get(data["type"])
+        if target is None or (cls is not DomainEvent and target is not cls):
+            raise ValueError(f"unknown event type {data['type']!r}")
+        rest = {key: value for key, value in data.items() if key != "type"}
+        return converter.structure_attrs_fromdict(rest, target)
+
+    converter.register_unstructure_hook_func(is_event, unstructure_event)
+    converter.register_structure_hook_func(is_event, structure_event)
+    del base_unstructure
+    return converter
+
+
+_converter = _make()
+
+
+def _describe(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, ValidationError):
+        return exc.message
+    return format_exception(exc, type_)
+
+
+def unstructure(value: object) -> Any:
+    """Turn a library value (or a list/dict of them) into JSON-safe data."""
+    return _converter.unstructure(value)
+
+
+def structure(data: object, cls: type[T]) -> T:
+    """Build a ``cls`` value from JSON-safe data; raise ValidationError naming the bad path."""
+    try:
+        return _converter.structure(data, cls)
+    except ValidationError:
+        raise
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            problems = "; ".join(
+                cattrs.transform_error(exc, path=cls.__name__, format_exception=_describe)
+            )
+        else:
+            problems = f"{cls.__name__}: {exc}"
+        raise ValidationError(cls.__name__, problems) from exc

@@ -1,0 +1,1 @@
+"""pytest plugin for host test suites (registered through the ``pytest11`` entry point)."""

@@ -1,0 +1,235 @@
+"""Builders for stored records, with sensible defaults, for storage-level tests."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+from membership_core.domain.catalog import Category, Lesson, LessonKind, Product, ProductStatus
+from membership_core.domain.certificates import Certificate
+from membership_core.domain.enrollments import (
+    Enrollment,
+    EnrollmentSource,
+    EnrollmentStatus,
+    Purchase,
+    PurchaseStatus,
+)
+from membership_core.domain.events import EventRecord, HandledEvent
+from membership_core.domain.mail import EmailMessage, MailStatus, OutboxMessage
+from membership_core.domain.members import Member, MemberStatus, email_key
+from membership_core.domain.money import Money
+from membership_core.domain.offers import Offer, OfferStatus, PaymentType
+from membership_core.domain.progress import CourseCompletion, LessonCompletion
+from membership_core.domain.settings import SiteSettings
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+_n = itertools.count(1)
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{next(_n):08d}"
+
+
+def product(**kw: Any) -> Product:
+    values: dict[str, Any] = {
+        "id": _id("prod"),
+        "title": "Course",
+        "description": "",
+        "image_url": None,
+        "status": ProductStatus.DRAFT,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return Product(**(values | kw))
+
+
+def category(**kw: Any) -> Category:
+    values: dict[str, Any] = {
+        "id": _id("cat"),
+        "product_id": "prod_x",
+        "parent_id": None,
+        "title": "Module",
+        "position": 0,
+        "created_at": T0,
+    }
+    return Category(**(values | kw))
+
+
+def lesson(**kw: Any) -> Lesson:
+    values: dict[str, Any] = {
+        "id": _id("les"),
+        "product_id": "prod_x",
+        "category_id": "cat_x",
+        "title": "Lesson",
+        "kind": LessonKind.TEXT,
+        "body": "",
+        "media_url": None,
+        "preview": False,
+        "published": True,
+        "required": True,
+        "position": 0,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return Lesson(**(values | kw))
+
+
+def offer(**kw: Any) -> Offer:
+    values: dict[str, Any] = {
+        "id": _id("off"),
+        "title": "Offer",
+        "product_ids": ("prod_x",),
+        "payment_type": PaymentType.ONE_TIME,
+        "price": Money(1999, "EUR"),
+        "status": OfferStatus.DRAFT,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return Offer(**(values | kw))
+
+
+def member(**kw: Any) -> Member:
+    email = kw.pop("email", f"m{next(_n)}@example.com")
+    values: dict[str, Any] = {
+        "id": _id("mem"),
+        "email": email,
+        "email_key": email_key(email),
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "status": MemberStatus.ACTIVE,
+        "created_at": T0,
+        "last_login_at": None,
+        "external_ref": None,
+    }
+    return Member(**(values | kw))
+
+
+def enrollment(**kw: Any) -> Enrollment:
+    values: dict[str, Any] = {
+        "id": _id("enr"),
+        "member_id": "mem_x",
+        "product_id": "prod_x",
+        "source": EnrollmentSource.PURCHASE,
+        "purchase_id": None,
+        "status": EnrollmentStatus.ACTIVE,
+        "starts_at": T0,
+        "ends_at": None,
+        "granted_at": T0,
+        "revoked_at": None,
+    }
+    return Enrollment(**(values | kw))
+
+
+def purchase(**kw: Any) -> Purchase:
+    values: dict[str, Any] = {
+        "id": _id("pur"),
+        "offer_id": "off_x",
+        "member_id": "mem_x",
+        "status": PurchaseStatus.PAID,
+        "amount": Money(0, "USD"),
+        "gateway": "manual",
+        "gateway_reference": None,
+        "idempotency_key": None,
+        "created_at": T0,
+        "paid_at": T0,
+    }
+    return Purchase(**(values | kw))
+
+
+def lesson_completion(**kw: Any) -> LessonCompletion:
+    values: dict[str, Any] = {
+        "id": _id("lcm"),
+        "member_id": "mem_x",
+        "product_id": "prod_x",
+        "lesson_id": "les_x",
+        "completed_at": T0,
+    }
+    return LessonCompletion(**(values | kw))
+
+
+def course_completion(**kw: Any) -> CourseCompletion:
+    values: dict[str, Any] = {
+        "id": _id("ccm"),
+        "member_id": "mem_x",
+        "product_id": "prod_x",
+        "completed_at": T0,
+    }
+    return CourseCompletion(**(values | kw))
+
+
+def certificate(**kw: Any) -> Certificate:
+    values: dict[str, Any] = {
+        "id": _id("cert"),
+        "member_id": "mem_x",
+        "product_id": "prod_x",
+        "serial": f"MC-{next(_n):08d}",
+        "recipient_name": "Ada Lovelace",
+        "course_title": "Course",
+        "issuer_name": "Portal",
+        "completed_at": T0,
+        "issued_at": T0,
+        "revoked_at": None,
+        "revocation_reason": None,
+    }
+    return Certificate(**(values | kw))
+
+
+def event_record(**kw: Any) -> EventRecord:
+    values: dict[str, Any] = {
+        "id": _id("evt"),
+        "type": "CourseCompleted",
+        "payload": {"member_id": "mem_x", "nested": {"list": [1, 2]}},
+        "occurred_at": T0,
+        "dispatched_at": None,
+    }
+    return EventRecord(**(values | kw))
+
+
+def handled_event(**kw: Any) -> HandledEvent:
+    values: dict[str, Any] = {
+        "id": _id("hdl"),
+        "event_id": "evt_x",
+        "handler": "h",
+        "handled_at": T0,
+    }
+    return HandledEvent(**(values | kw))
+
+
+def outbox_message(**kw: Any) -> OutboxMessage:
+    values: dict[str, Any] = {
+        "id": _id("msg"),
+        "idempotency_key": _id("key"),
+        "kind": "welcome",
+        "message": EmailMessage("msg_1", "a@example.com", "b@example.com", "Hi", "Hello"),
+        "status": MailStatus.QUEUED,
+        "attempts": 0,
+        "created_at": T0,
+        "next_attempt_at": T0,
+        "sent_at": None,
+        "last_error": None,
+    }
+    return OutboxMessage(**(values | kw))
+
+
+def site_settings(**kw: Any) -> SiteSettings:
+    return SiteSettings(**kw)
+
+
+#: One builder per storage collection, by collection name.
+BUILDERS: dict[str, Any] = {
+    "products": product,
+    "categories": category,
+    "lessons": lesson,
+    "offers": offer,
+    "members": member,
+    "enrollments": enrollment,
+    "purchases": purchase,
+    "lesson_completions": lesson_completion,
+    "course_completions": course_completion,
+    "certificates": certificate,
+    "events": event_record,
+    "handled_events": handled_event,
+    "mail": outbox_message,
+    "settings": site_settings,
+}

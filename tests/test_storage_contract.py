@@ -1,0 +1,210 @@
+"""The storage port's contract, run against every adapter: memory, SQLite, PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import attrs
+import pytest
+
+from membership_core.errors import Conflict, NotFound
+from membership_core.ports.storage import COLLECTIONS, Storage
+
+from . import factories as f
+
+COLLECTION_NAMES = [c.name for c in COLLECTIONS]
+
+
+def test_every_collection_has_a_builder() -> None:
+    assert set(f.BUILDERS) == set(COLLECTION_NAMES)
+
+
+@pytest.mark.parametrize("name", COLLECTION_NAMES)
+def test_records_round_trip_exactly(storage: Storage, name: str) -> None:
+    item = f.BUILDERS[name]()
+    with storage.unit_of_work("t1") as uow:
+        getattr(uow, name).add(item)
+        uow.commit()
+    with storage.unit_of_work("t1", write=False) as uow:
+        assert getattr(uow, name).get(item.id) == item
+
+
+def test_get_missing_is_none_and_update_missing_is_not_found(storage: Storage) -> None:
+    with storage.unit_of_work("t1") as uow:
+        assert uow.products.get("prod_missing") is None
+        with pytest.raises(NotFound):
+            uow.products.update(f.product(id="prod_missing"))
+        with pytest.raises(NotFound):
+            uow.products.delete("prod_missing")
+
+
+def test_leaving_without_commit_rolls_back(storage: Storage) -> None:
+    item = f.product()
+    with storage.unit_of_work("t1") as uow:
+        uow.products.add(item)
+    with storage.unit_of_work("t1") as uow:
+        assert uow.products.get(item.id) is None
+
+
+def test_exception_rolls_back(storage: Storage) -> None:
+    item = f.product()
+
+    def fail() -> None:
+        with storage.unit_of_work("t1") as uow:
+            uow.products.add(item)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail()
+    with storage.unit_of_work("t1") as uow:
+        assert uow.products.count() == 0
+
+
+def test_explicit_rollback_discards_and_commit_persists(storage: Storage) -> None:
+    first, second = f.product(), f.product()
+    with storage.unit_of_work("t1") as uow:
+        uow.products.add(first)
+        uow.rollback()
+    with storage.unit_of_work("t1") as uow:
+        uow.products.add(second)
+        uow.commit()
+    with storage.unit_of_work("t1") as uow:
+        assert [p.id for p in uow.products.find()] == [second.id]
+
+
+def test_update_and_delete(storage: Storage) -> None:
+    item = f.product(title="Old")
+    with storage.unit_of_work("t1") as uow:
+        uow.products.add(item)
+        uow.commit()
+    with storage.unit_of_work("t1") as uow:
+        uow.products.update(attrs.evolve(item, title="New"))
+        uow.commit()
+    with storage.unit_of_work("t1") as uow:
+        stored = uow.products.get(item.id)
+        assert stored is not None
+        assert stored.title == "New"
+        uow.products.delete(item.id)
+        uow.commit()
+    with storage.unit_of_work("t1") as uow:
+        assert uow.products.get(item.id) is None
+
+
+def test_duplicate_id_conflicts_and_unit_of_work_stays_usable(storage: Storage) -> None:
+    item = f.product()
+    with storage.unit_of_work("t1") as uow:
+        uow.products.add(item)
+        with pytest.raises(Conflict):
+            uow.products.add(item)
+        other = f.product()
+        uow.products.add(other)
+        uow.commit()
+    with storage.unit_of_work("t1") as uow:
+        assert uow.products.count() == 2
+
+
+def test_unique_keys_are_enforced_per_tenant(storage: Storage) -> None:
+    with storage.unit_of_work("t1") as uow:
+        uow.members.add(f.member(email="ada@example.com"))
+        with pytest.raises(Conflict):
+            uow.members.add(f.member(email="ADA@example.com "))
+        uow.commit()
+    with storage.unit_of_work("t2") as uow:
+        uow.members.add(f.member(email="ada@example.com"))
+        uow.commit()
+
+
+def test_unique_key_conflict_on_update(storage: Storage) -> None:
+    a, b = f.certificate(member_id="m1"), f.certificate(member_id="m2")
+    with storage.unit_of_work("t1") as uow:
+        uow.certificates.add(a)
+        uow.certificates.add(b)
+        uow.commit()
+    with storage.unit_of_work("t1") as uow, pytest.raises(Conflict):
+        uow.certificates.update(attrs.evolve(b, serial=a.serial))
+
+
+def test_null_never_clashes_in_unique_keys(storage: Storage) -> None:
+    with storage.unit_of_work("t1") as uow:
+        uow.purchases.add(f.purchase(idempotency_key=None))
+        uow.purchases.add(f.purchase(idempotency_key=None))
+        uow.commit()
+        assert uow.purchases.count() == 2
+
+
+def test_tenants_never_see_each_other(storage: Storage) -> None:
+    item = f.product()
+    with storage.unit_of_work("t1") as uow:
+        uow.products.add(item)
+        uow.commit()
+    with storage.unit_of_work("t2") as uow:
+        assert uow.products.get(item.id) is None
+        assert uow.products.find() == []
+        assert uow.products.count() == 0
+        assert uow.products.find_in("id", [item.id]) == []
+        with pytest.raises(NotFound):
+            uow.products.update(item)
+        with pytest.raises(NotFound):
+            uow.products.delete(item.id)
+        # the same id may exist in another tenant
+        uow.products.add(item)
+        uow.commit()
+
+
+def test_find_filters_orders_and_pages(storage: Storage) -> None:
+    titles = ["banana", "Apple", "cherry", "apricot", "Date"]
+    items = [
+        f.product(title=t, created_at=f.T0 + timedelta(minutes=i)) for i, t in enumerate(titles)
+    ]
+    with storage.unit_of_work("t1") as uow:
+        for item in items:
+            uow.products.add(item)
+        uow.commit()
+    with storage.unit_of_work("t1") as uow:
+        by_title = [p.title for p in uow.products.find(order_by=["title"])]
+        assert by_title == ["Apple", "apricot", "banana", "cherry", "Date"]
+        newest = uow.products.find(order_by=["created_at"], descending=True, limit=2)
+        assert [p.title for p in newest] == ["Date", "apricot"]
+        page = uow.products.find(order_by=["title"], limit=2, offset=2)
+        assert [p.title for p in page] == ["banana", "cherry"]
+        found = uow.products.find(contains=("title", "AP"), order_by=["title"])
+        assert [p.title for p in found] == ["Apple", "apricot"]
+        assert uow.products.count({"title": "Apple"}) == 1
+        assert uow.products.find({"status": items[0].status}, limit=1)[0].id == items[0].id
+
+
+def test_contains_treats_like_wildcards_literally(storage: Storage) -> None:
+    with storage.unit_of_work("t1") as uow:
+        uow.products.add(f.product(title="100% off"))
+        uow.products.add(f.product(title="1000 of"))
+        uow.products.add(f.product(title="a_b"))
+        uow.products.add(f.product(title="axb"))
+        uow.products.add(f.product(title="Straße"))
+        uow.commit()
+    with storage.unit_of_work("t1") as uow:
+        assert [p.title for p in uow.products.find(contains=("title", "0%"))] == ["100% off"]
+        assert [p.title for p in uow.products.find(contains=("title", "a_b"))] == ["a_b"]
+        assert [p.title for p in uow.products.find(contains=("title", "STRAße"))] == ["Straße"]
+
+
+def test_where_none_matches_missing_values(storage: Storage) -> None:
+    sent = f.event_record(dispatched_at=f.T0)
+    pending = f.event_record()
+    with storage.unit_of_work("t1") as uow:
+        uow.events.add(sent)
+        uow.events.add(pending)
+        uow.commit()
+    with storage.unit_of_work("t1") as uow:
+        assert [e.id for e in uow.events.find({"dispatched_at": None})] == [pending.id]
+
+
+def test_find_in(storage: Storage) -> None:
+    items = [f.lesson(category_id=c) for c in ("c1", "c2", "c3")]
+    with storage.unit_of_work("t1") as uow:
+        for item in items:
+            uow.lessons.add(item)
+        uow.commit()
+    with storage.unit_of_work("t1") as uow:
+        found = uow.lessons.find_in("category_id", ["c1", "c3", "nope"])
+        assert sorted(x.id for x in found) == sorted([items[0].id, items[2].id])
+        assert uow.lessons.find_in("category_id", []) == []
