@@ -1,8 +1,124 @@
-"""The ``membership`` command."""
+"""The ``membership`` command: ``membership demo``."""
 
 from __future__ import annotations
 
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point."""
+from .adapters.mail_outbox import OutboxFolderMailer
+from .domain.outline import LessonState, Outline, OutlineCategory
+from .portal import Portal
+
+__all__ = ["main", "run_demo"]
+
+_MARKS = {
+    LessonState.COMPLETED: "[x]",
+    LessonState.AVAILABLE: "[ ]",
+    LessonState.LOCKED: "[~]",
+    LessonState.NO_ACCESS: "[-]",
+}
+
+
+def _print_outline(outline: Outline, out: TextIO) -> None:
+    def walk(categories: Sequence[OutlineCategory], depth: int) -> None:
+        for category in categories:
+            print(f"{'  ' * depth}  {category.title}", file=out)
+            for lesson in category.lessons:
+                print(f"{'  ' * depth}    {_MARKS[lesson.state]} {lesson.title}", file=out)
+            walk(category.children, depth + 1)
+
+    print(f"  {outline.title}: {outline.progress.percent}% complete", file=out)
+    walk(outline.categories, 0)
+
+
+def run_demo(directory: Path, out: TextIO = sys.stdout) -> int:
+    """Build a small portal in ``directory``/demo.db and walk one member through it."""
+    if directory.exists():
+        shutil.rmtree(directory)  # a previous run's files must not make this one fail
+    directory.mkdir(parents=True)
+    database = directory / "demo.db"
+    outbox = directory / "outbox"
+    with Portal.open(
+        f"sqlite:///{database}", tenant="demo", mailer=OutboxFolderMailer(outbox)
+    ) as portal:
+        portal.settings.update_site(
+            title="Acme Academy", base_url="https://academy.example.com", currency="EUR"
+        )
+        course = portal.catalog.create_product(
+            "Python Foundations", description="From zero to your first program."
+        )
+        basics = portal.catalog.add_category(course.id, "Getting started")
+        first = portal.catalog.add_lesson(course.id, basics.id, "Install Python", kind="video")
+        second = portal.catalog.add_lesson(course.id, basics.id, "Variables and types")
+        projects = portal.catalog.add_category(course.id, "Your first project")
+        third = portal.catalog.add_lesson(course.id, projects.id, "A command-line quiz")
+        portal.catalog.publish_product(course.id)
+        offer = portal.offers.create_offer("Python Foundations (free)", [course.id])
+        portal.offers.publish(offer.id)
+
+        purchase = portal.checkout.purchase(
+            offer.id,
+            email="ada@example.com",
+            first_name="Ada",
+            last_name="Lovelace",
+            idempotency_key="demo-claim-1",
+        )
+        member = portal.members.get(purchase.member_id)
+        print(f"Portal database: {database}", file=out)
+        print(f"Member {member.display_name} <{member.email}> claimed {offer.title!r}", file=out)
+
+        print("\nOutline before starting:", file=out)
+        _print_outline(portal.access.outline(member.id, course.id), out)
+
+        for lesson in (first, second, third):
+            portal.progress.complete_lesson(member.id, lesson.id)
+        portal.tick()
+
+        print("\nOutline after completing every lesson:", file=out)
+        _print_outline(portal.access.outline(member.id, course.id), out)
+
+        print("\nEmails written:", file=out)
+        for message in portal.mail.outbox():
+            path = outbox / f"{message.message.message_id}.eml"
+            print(f"  [{message.status.value}] {message.message.subject}", file=out)
+            print(f"    {path}", file=out)
+
+        (certificate,) = portal.certificates.for_member(member.id)
+        certificate_path = directory / f"certificate-{certificate.serial}.html"
+        certificate_path.write_text(portal.certificates.render_html(certificate.id), "utf-8")
+        verification = portal.certificates.verify(certificate.serial)
+        print("\nCertificate:", file=out)
+        print(
+            f"  serial {certificate.serial}: {certificate.recipient_name}, "
+            f"{certificate.course_title}, completed {certificate.completed_at.date()}",
+            file=out,
+        )
+        print(f"  verification: {verification.status.value}", file=out)
+        print(f"  file: {certificate_path}", file=out)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``membership`` command."""
+    parser = argparse.ArgumentParser(prog="membership", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="walk one member from a free offer to a certificate")
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("membership-demo"),
+        help="folder for the demo's database, emails and certificate (recreated on each run)",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return run_demo(args.dir)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

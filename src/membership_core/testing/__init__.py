@@ -1,0 +1,66 @@
+"""The public testing kit for host test suites: a frozen clock, deterministic ids,
+a captured mailbox, and a portal wired with them.
+
+>>> from membership_core.testing import make_test_portal
+>>> portal = make_test_portal()
+>>> portal.clock.advance(days=1) > portal.clock.now() - portal.clock.now().resolution
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from ..adapters.clock import FrozenClock
+from ..adapters.ids import SequentialIds
+from ..adapters.mail_memory import MemoryMailer
+from ..portal import Portal
+from ..ports.storage import Storage
+
+__all__ = ["FrozenClock", "MemoryMailer", "SequentialIds", "TestPortal", "make_test_portal"]
+
+#: Where test portals' clocks start unless told otherwise.
+DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+class TestPortal(Portal):
+    """A portal whose clock and mailer are the test doubles (typed for convenience)."""
+
+    __test__ = False  # not a pytest test class
+
+    @property
+    def clock(self) -> FrozenClock:
+        """The frozen clock: ``portal.clock.advance(days=7)``."""
+        clock = self._context.clock
+        assert isinstance(clock, FrozenClock)
+        return clock
+
+    @property
+    def mailer(self) -> MemoryMailer:
+        """The captured mailbox: ``portal.mailer.sent``."""
+        mailer = self._context.mailer
+        assert isinstance(mailer, MemoryMailer)
+        return mailer
+
+
+def make_test_portal(
+    url: str | Storage = "memory://",
+    *,
+    tenant: str = "default",
+    start: datetime = DEFAULT_START,
+    plugins: Sequence[object] = (),
+) -> TestPortal:
+    """A portal on ``url`` with a :class:`FrozenClock`, sequential ids and a memory mailer."""
+    clock = FrozenClock(start)
+    portal = Portal.open(
+        url,
+        tenant=tenant,
+        clock=clock,
+        ids=SequentialIds(),
+        mailer=MemoryMailer(),
+        plugins=plugins,
+        load_entrypoints=False,
+    )
+    portal.__class__ = TestPortal
+    return portal  # type: ignore[return-value]

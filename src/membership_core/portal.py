@@ -1,0 +1,209 @@
+"""The composition root: ``Portal.open(url, ...)`` wires adapters and services."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import attrs
+from sqlalchemy.engine import make_url
+
+from .adapters.clock import SystemClock
+from .adapters.ids import RandomIds
+from .errors import ConfigurationError, ValidationError
+from .plugins.manager import Plugins
+from .ports.clock import Clock
+from .ports.ids import Ids
+from .ports.mail import Mailer
+from .ports.payments import PaymentGateway
+from .ports.storage import Storage
+from .services._context import Context
+from .services.access import AccessService
+from .services.catalog import CatalogService
+from .services.certificates import CertificatesService
+from .services.checkout import CheckoutService
+from .services.events import EventDispatcher
+from .services.mail import MailService
+from .services.members import MembersService
+from .services.offers import OffersService
+from .services.progress import ProgressService
+from .services.settings import SettingsService
+
+__all__ = ["Portal", "TickReport"]
+
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+@attrs.frozen
+class TickReport:
+    """What one :meth:`Portal.tick` did."""
+
+    events_dispatched: int
+    mail_sent: int
+    mail_failed: int
+
+
+def _default_mailer_url(url: str) -> str:
+    """Emails land next to an SQLite file by default; elsewhere in memory."""
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            path = Path(database)
+            return f"outbox://{path.with_name(path.stem + '-outbox').resolve()}"
+    return "memory://"
+
+
+class Portal:
+    """One membership portal (tenant): the library's public entry point.
+
+    Open it with :meth:`open`; use its services (``portal.catalog``,
+    ``portal.offers``, ``portal.checkout``, ``portal.access``,
+    ``portal.progress``, ``portal.members``, ``portal.certificates``,
+    ``portal.mail``, ``portal.settings``) and call :meth:`tick` from a scheduler.
+
+    >>> portal = Portal.open("memory://")
+    >>> portal.tenant
+    'default'
+    """
+
+    def __init__(self, context: Context, *, owns_storage: bool, default_gateway: str) -> None:
+        self._context = context
+        self._owns_storage = owns_storage
+        context.portal = self
+        self.members = MembersService(context)
+        self.catalog = CatalogService(context)
+        self.offers = OffersService(context)
+        self.checkout = CheckoutService(context, self.members, default_gateway)
+        self.access = AccessService(context)
+        self.progress = ProgressService(context, self.access)
+        self.certificates = CertificatesService(context)
+        self.mail = MailService(context)
+        self.settings = SettingsService(context)
+        self._events = EventDispatcher(context, self.certificates, self.mail)
+        context.after_commit = self._after_commit
+
+    @classmethod
+    def open(
+        cls,
+        url: str | Storage = "sqlite:///membership.db",
+        *,
+        tenant: str = "default",
+        plugins: Sequence[object] = (),
+        clock: Clock | None = None,
+        ids: Ids | None = None,
+        mailer: str | Mailer | None = None,
+        gateways: Mapping[str, PaymentGateway] | None = None,
+        default_gateway: str = "manual",
+        load_entrypoints: bool = True,
+    ) -> Portal:
+        """Open the portal ``tenant`` in the database at ``url``.
+
+        ``url`` is ``memory://``, ``sqlite:///path/to/file.db`` (the embedded
+        default) or ``postgresql://user:pass@host/db``, or a ready
+        :class:`~membership_core.ports.storage.Storage` object shared between
+        portals. Several tenants live side by side in one database and never
+        see each other's records.
+
+        ``mailer`` is a URL (``outbox:///folder``, ``smtp://host:587``,
+        ``memory://``) or a mailer object; by default emails are written as
+        ``.eml`` files beside an SQLite database. ``gateways`` adds gateway
+        objects by name to those plugins register; ``default_gateway`` takes
+        paid orders. Plugins passed in ``plugins`` come after built-in and
+        entry-point ones (``load_entrypoints=False`` skips the latter).
+        """
+        if not isinstance(tenant, str) or not _TENANT.match(tenant):
+            raise ValidationError(
+                "tenant", "must be 1-63 lowercase letters, digits, '-' or '_', starting alnum"
+            )
+        manager = Plugins(plugins, load_entrypoints=load_entrypoints)
+        owns = isinstance(url, str)
+        if isinstance(url, str):
+            storage = manager.adapters.storage(url)
+        elif hasattr(url, "unit_of_work"):
+            storage = url
+        else:
+            raise ConfigurationError("url must be a URL string or a Storage", field="url")
+        try:
+            if mailer is None:
+                mailer = _default_mailer_url(url if isinstance(url, str) else "memory://")
+            chosen_mailer = manager.adapters.mailer(mailer) if isinstance(mailer, str) else mailer
+            available = {
+                name: manager.adapters.gateway(name) for name in manager.adapters.gateway_names
+            }
+            available.update(gateways or {})
+            if default_gateway not in available:
+                raise ConfigurationError(
+                    f"no payment gateway {default_gateway!r}", field="default_gateway"
+                )
+        except BaseException:
+            if owns:
+                storage.close()
+            raise
+        context = Context(
+            tenant=tenant,
+            storage=storage,
+            clock=clock or SystemClock(),
+            ids=ids or RandomIds(),
+            plugins=manager,
+            mailer=chosen_mailer,
+            gateways=available,
+        )
+        return cls(context, owns_storage=owns, default_gateway=default_gateway)
+
+    @property
+    def tenant(self) -> str:
+        """This portal's name in its database."""
+        return self._context.tenant
+
+    @property
+    def storage(self) -> Storage:
+        """The storage back end (shareable with other tenants' portals)."""
+        return self._context.storage
+
+    @property
+    def mailer(self) -> Mailer:
+        """The mailer this portal delivers through."""
+        return self._context.mailer
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every service reads."""
+        return self._context.clock
+
+    @property
+    def plugins(self) -> Plugins:
+        """This portal's plugin manager."""
+        return self._context.plugins
+
+    def _after_commit(self) -> None:
+        self._events.dispatch_pending()
+        self.mail.deliver_due()
+
+    def tick(self) -> TickReport:
+        """Run scheduled work: re-deliver pending events, send due mail.
+
+        Safe to run from cron or any scheduler, repeatedly and from several
+        workers at once: each effect happens once.
+        """
+        dispatched = self._events.dispatch_pending()
+        sent, failed = self.mail.deliver_due()
+        return TickReport(dispatched, sent, failed)
+
+    def close(self) -> None:
+        """Release the storage (when this portal opened it)."""
+        if self._owns_storage:
+            self._context.storage.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

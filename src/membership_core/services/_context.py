@@ -1,0 +1,80 @@
+"""What every service shares: the portal's tenant, ports, plugins, and event recording."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from ..domain.events import DomainEvent, EventRecord
+from ..errors import NotFound
+from ..ports.clock import Clock
+from ..ports.ids import Ids
+from ..ports.mail import Mailer
+from ..ports.payments import PaymentGateway
+from ..ports.storage import Repository, Storage, UnitOfWork
+from ..serialization import unstructure
+
+if TYPE_CHECKING:
+    from ..plugins.manager import Plugins
+    from ..portal import Portal
+
+E = TypeVar("E", bound=DomainEvent)
+T = TypeVar("T")
+
+
+@attrs.define
+class Context:
+    """The wiring of one portal, shared by its services."""
+
+    tenant: str
+    storage: Storage
+    clock: Clock
+    ids: Ids
+    plugins: Plugins
+    mailer: Mailer
+    gateways: dict[str, PaymentGateway]
+    after_commit: Callable[[], None] = lambda: None
+    portal: Portal | None = None
+
+    def uow(self, *, write: bool = True) -> UnitOfWork:
+        """Open a unit of work in this portal."""
+        return self.storage.unit_of_work(self.tenant, write=write)
+
+    def now(self) -> datetime:
+        """The current instant from the clock port."""
+        return self.clock.now()
+
+
+class Service:
+    """Base of the area services: helpers for time, ids, lookups and events."""
+
+    def __init__(self, context: Context) -> None:
+        self._ctx = context
+
+    def _record(self, uow: UnitOfWork, event_type: type[E], **fields: Any) -> E:
+        """Build an event and write it to the outbox in ``uow``'s transaction."""
+        event = event_type(id=self._ctx.ids.new("evt"), occurred_at=self._ctx.now(), **fields)
+        payload = unstructure(event)
+        uow.events.add(EventRecord(event.id, event.type, payload, event.occurred_at, None))
+        return event
+
+    @staticmethod
+    def _require(repository: Repository[T], kind: str, id: str, field: str) -> T:
+        item = repository.get(id)
+        if item is None:
+            raise NotFound(kind, id, field=field)
+        return item
+
+    @staticmethod
+    def _require_for_update(repository: Repository[T], kind: str, id: str, field: str) -> T:
+        item = repository.get_for_update(id)
+        if item is None:
+            raise NotFound(kind, id, field=field)
+        return item
+
+    def _committed(self) -> None:
+        """Call after a commit that may have recorded events: dispatch them now."""
+        self._ctx.after_commit()

@@ -1,0 +1,327 @@
+"""Membership products: create, structure, reorder, search, publish."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from .. import _validate as v
+from ..domain.catalog import (
+    Category,
+    Lesson,
+    LessonKind,
+    Product,
+    ProductSort,
+    ProductStatus,
+    check_publishable,
+)
+from ..domain.events import ProductPublished, ProductUnpublished
+from ..errors import ValidationError
+from ..ports.storage import UnitOfWork
+from ._context import Service
+from ._unset import UNSET, _Unset
+
+__all__ = ["CatalogService", "UNSET"]
+
+
+_SORT_FIELDS = {
+    ProductSort.TITLE: "title",
+    ProductSort.CREATED: "created_at",
+    ProductSort.UPDATED: "updated_at",
+}
+_MAX_PAGE = 500
+
+
+def _url(field: str, value: object) -> str | None:
+    result = v.optional_text(field, value, max_length=2000)
+    if result is not None and not result.startswith(("https://", "http://", "/")):
+        raise ValidationError(field, "must be an http(s) URL or a path starting with '/'")
+    return result
+
+
+class CatalogService(Service):
+    """Products (courses), their categories and lessons. ``portal.catalog``.
+
+    >>> from membership_core import Portal
+    >>> portal = Portal.open("memory://")
+    >>> course = portal.catalog.create_product("Python 101")
+    >>> module = portal.catalog.add_category(course.id, "Basics")
+    >>> lesson = portal.catalog.add_lesson(course.id, module.id, "Variables")
+    >>> portal.catalog.publish_product(course.id).status.value
+    'published'
+    """
+
+    # products ---------------------------------------------------------------
+
+    def create_product(
+        self, title: str, *, description: str = "", image_url: str | None = None
+    ) -> Product:
+        """Create a draft product."""
+        title = v.text("title", title, max_length=200)
+        description = v.text("description", description, max_length=20_000, allow_empty=True)
+        image = _url("image_url", image_url)
+        now = self._ctx.now()
+        product = Product(
+            self._ctx.ids.new("prod"), title, description, image, ProductStatus.DRAFT, now, now
+        )
+        with self._ctx.uow() as uow:
+            uow.products.add(product)
+            uow.commit()
+        return product
+
+    def get_product(self, product_id: str) -> Product:
+        """The product, or ``NotFound``."""
+        v.identifier("product_id", product_id, "prod")
+        with self._ctx.uow(write=False) as uow:
+            return self._require(uow.products, "product", product_id, "product_id")
+
+    def update_product(
+        self,
+        product_id: str,
+        *,
+        title: str | _Unset = UNSET,
+        description: str | _Unset = UNSET,
+        image_url: str | _Unset | None = UNSET,
+    ) -> Product:
+        """Change some fields of a product; the others stay as they are."""
+        v.identifier("product_id", product_id, "prod")
+        changes: dict[str, Any] = {}
+        if not isinstance(title, _Unset):
+            changes["title"] = v.text("title", title, max_length=200)
+        if not isinstance(description, _Unset):
+            changes["description"] = v.text(
+                "description", description, max_length=20_000, allow_empty=True
+            )
+        if not isinstance(image_url, _Unset):
+            changes["image_url"] = _url("image_url", image_url)
+        with self._ctx.uow() as uow:
+            product = self._require_for_update(uow.products, "product", product_id, "product_id")
+            product = attrs.evolve(product, **changes, updated_at=self._ctx.now())
+            uow.products.update(product)
+            uow.commit()
+        return product
+
+    def search_products(
+        self,
+        query: str = "",
+        *,
+        sort: ProductSort | str = ProductSort.TITLE,
+        descending: bool = False,
+        status: ProductStatus | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Product]:
+        """Products whose title contains ``query`` (case-insensitive), sorted and paged."""
+        if not isinstance(query, str):
+            raise ValidationError("query", "must be a string")
+        order = v.choice("sort", sort, ProductSort)
+        v.boolean("descending", descending)
+        where = {} if status is None else {"status": v.choice("status", status, ProductStatus)}
+        v.integer("limit", limit, minimum=1)
+        if limit > _MAX_PAGE:
+            raise ValidationError("limit", f"must be at most {_MAX_PAGE}")
+        v.integer("offset", offset, minimum=0)
+        text = query.strip()
+        with self._ctx.uow(write=False) as uow:
+            return uow.products.find(
+                where,
+                contains=("title", text) if text else None,
+                order_by=[_SORT_FIELDS[order]],
+                descending=descending,
+                limit=limit,
+                offset=offset,
+            )
+
+    def publish_product(self, product_id: str) -> Product:
+        """Make a product visible; refused while it has no published lesson."""
+        v.identifier("product_id", product_id, "prod")
+        with self._ctx.uow() as uow:
+            product = self._require_for_update(uow.products, "product", product_id, "product_id")
+            if product.published:
+                return product
+            check_publishable(product, uow.lessons.find({"product_id": product_id}))
+            product = attrs.evolve(
+                product, status=ProductStatus.PUBLISHED, updated_at=self._ctx.now()
+            )
+            uow.products.update(product)
+            self._record(uow, ProductPublished, product_id=product_id)
+            uow.commit()
+        self._committed()
+        return product
+
+    def unpublish_product(self, product_id: str) -> Product:
+        """Take a product back to draft; members lose sight of it (not their enrollments)."""
+        v.identifier("product_id", product_id, "prod")
+        with self._ctx.uow() as uow:
+            product = self._require_for_update(uow.products, "product", product_id, "product_id")
+            if not product.published:
+                return product
+            product = attrs.evolve(product, status=ProductStatus.DRAFT, updated_at=self._ctx.now())
+            uow.products.update(product)
+            self._record(uow, ProductUnpublished, product_id=product_id)
+            uow.commit()
+        self._committed()
+        return product
+
+    # structure --------------------------------------------------------------
+
+    def add_category(
+        self, product_id: str, title: str, *, parent_id: str | None = None
+    ) -> Category:
+        """Add a category (module) at the end of the product, or of ``parent_id``."""
+        v.identifier("product_id", product_id, "prod")
+        title = v.text("title", title, max_length=200)
+        if parent_id is not None:
+            v.identifier("parent_id", parent_id, "cat")
+        with self._ctx.uow() as uow:
+            self._require_for_update(uow.products, "product", product_id, "product_id")
+            if parent_id is not None:
+                parent = self._category(uow, product_id, parent_id, "parent_id")
+                if parent.parent_id is not None:
+                    raise ValidationError(
+                        "parent_id", "sub-categories cannot have sub-categories of their own"
+                    )
+            position = uow.categories.count({"product_id": product_id, "parent_id": parent_id})
+            category = Category(
+                self._ctx.ids.new("cat"), product_id, parent_id, title, position, self._ctx.now()
+            )
+            uow.categories.add(category)
+            self._touch(uow, product_id)
+            uow.commit()
+        return category
+
+    def add_lesson(
+        self,
+        product_id: str,
+        category_id: str,
+        title: str,
+        *,
+        kind: LessonKind | str = LessonKind.TEXT,
+        body: str = "",
+        media_url: str | None = None,
+        preview: bool = False,
+        published: bool = True,
+        required: bool = True,
+    ) -> Lesson:
+        """Add a lesson at the end of a category."""
+        v.identifier("product_id", product_id, "prod")
+        v.identifier("category_id", category_id, "cat")
+        title = v.text("title", title, max_length=200)
+        lesson_kind = v.choice("kind", kind, LessonKind)
+        body = v.text("body", body, max_length=1_000_000, allow_empty=True)
+        media = _url("media_url", media_url)
+        for name, flag in (("preview", preview), ("published", published), ("required", required)):
+            v.boolean(name, flag)
+        now = self._ctx.now()
+        with self._ctx.uow() as uow:
+            self._require_for_update(uow.products, "product", product_id, "product_id")
+            self._category(uow, product_id, category_id, "category_id")
+            position = uow.lessons.count({"category_id": category_id})
+            lesson = Lesson(
+                self._ctx.ids.new("les"),
+                product_id,
+                category_id,
+                title,
+                lesson_kind,
+                body,
+                media,
+                preview,
+                published,
+                required,
+                position,
+                now,
+                now,
+            )
+            uow.lessons.add(lesson)
+            self._touch(uow, product_id)
+            uow.commit()
+        return lesson
+
+    def get_lesson(self, lesson_id: str) -> Lesson:
+        """The lesson, or ``NotFound``."""
+        v.identifier("lesson_id", lesson_id, "les")
+        with self._ctx.uow(write=False) as uow:
+            return self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
+
+    def structure(self, product_id: str) -> tuple[list[Category], list[Lesson]]:
+        """The product's categories and lessons, each ordered by position."""
+        v.identifier("product_id", product_id, "prod")
+        with self._ctx.uow(write=False) as uow:
+            self._require(uow.products, "product", product_id, "product_id")
+            categories = uow.categories.find({"product_id": product_id}, order_by=["position"])
+            lessons = uow.lessons.find({"product_id": product_id}, order_by=["position"])
+        return categories, lessons
+
+    def move_lesson(self, lesson_id: str, category_id: str, position: int) -> Lesson:
+        """Move a lesson to ``position`` (0-based) in ``category_id`` of the same product."""
+        v.identifier("lesson_id", lesson_id, "les")
+        v.identifier("category_id", category_id, "cat")
+        v.integer("position", position, minimum=0)
+        with self._ctx.uow() as uow:
+            lesson = self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
+            self._require_for_update(uow.products, "product", lesson.product_id, "lesson_id")
+            self._category(uow, lesson.product_id, category_id, "category_id")
+            old = [
+                x
+                for x in uow.lessons.find(
+                    {"category_id": lesson.category_id}, order_by=["position"]
+                )
+                if x.id != lesson_id
+            ]
+            if category_id == lesson.category_id:
+                target = old
+            else:
+                target = uow.lessons.find({"category_id": category_id}, order_by=["position"])
+                self._renumber(uow, old)
+            position = min(position, len(target))
+            moved = attrs.evolve(lesson, category_id=category_id, updated_at=self._ctx.now())
+            target.insert(position, moved)
+            self._renumber(uow, target, always=moved.id)
+            self._touch(uow, lesson.product_id)
+            uow.commit()
+            result = uow.lessons.get(lesson_id)
+        assert result is not None
+        return result
+
+    def reorder_categories(
+        self, product_id: str, category_ids: Sequence[str], *, parent_id: str | None = None
+    ) -> list[Category]:
+        """Put the categories under ``parent_id`` in exactly the order given."""
+        v.identifier("product_id", product_id, "prod")
+        if isinstance(category_ids, str) or not isinstance(category_ids, Sequence):
+            raise ValidationError("category_ids", "must be a list of category ids")
+        with self._ctx.uow() as uow:
+            self._require_for_update(uow.products, "product", product_id, "product_id")
+            current = uow.categories.find({"product_id": product_id, "parent_id": parent_id})
+            by_id = {c.id: c for c in current}
+            if sorted(category_ids) != sorted(by_id):
+                raise ValidationError(
+                    "category_ids", "must list every category of that level exactly once"
+                )
+            ordered = [attrs.evolve(by_id[i], position=n) for n, i in enumerate(category_ids)]
+            for category in ordered:
+                uow.categories.update(category)
+            self._touch(uow, product_id)
+            uow.commit()
+        return ordered
+
+    # helpers ----------------------------------------------------------------
+
+    def _category(self, uow: UnitOfWork, product_id: str, category_id: str, field: str) -> Category:
+        category = self._require(uow.categories, "category", category_id, field)
+        if category.product_id != product_id:
+            raise ValidationError(field, f"category {category_id!r} belongs to another product")
+        return category
+
+    def _touch(self, uow: UnitOfWork, product_id: str) -> None:
+        product = uow.products.get(product_id)
+        if product is not None:
+            uow.products.update(attrs.evolve(product, updated_at=self._ctx.now()))
+
+    @staticmethod
+    def _renumber(uow: UnitOfWork, lessons: list[Lesson], *, always: str | None = None) -> None:
+        for index, lesson in enumerate(lessons):
+            if lesson.position != index or lesson.id == always:
+                uow.lessons.update(attrs.evolve(lesson, position=index))

@@ -1,0 +1,201 @@
+"""Checkout: turn an offer and a buyer into a purchase and access, exactly once."""
+
+from __future__ import annotations
+
+import attrs
+
+from .. import _validate as v
+from ..domain.enrollments import (
+    Enrollment,
+    EnrollmentSource,
+    EnrollmentStatus,
+    Purchase,
+    PurchaseStatus,
+)
+from ..domain.events import AccessGranted, OfferPurchased
+from ..domain.members import email_key
+from ..domain.money import Money
+from ..domain.offers import Offer, OfferStatus, PaymentType
+from ..errors import Conflict, PaymentDeclined, ValidationError
+from ..ports.payments import PaymentRequest, PaymentStatus
+from ..ports.storage import UnitOfWork
+from ._context import Context, Service
+from .members import MembersService
+
+__all__ = ["CheckoutService"]
+
+
+class CheckoutService(Service):
+    """Buy or claim offers. ``portal.checkout``."""
+
+    def __init__(self, context: Context, members: MembersService, default_gateway: str) -> None:
+        super().__init__(context)
+        self._members = members
+        self._default_gateway = default_gateway
+
+    def purchase(
+        self,
+        offer_id: str,
+        *,
+        email: str,
+        first_name: str = "",
+        last_name: str = "",
+        idempotency_key: str | None = None,
+    ) -> Purchase:
+        """Buy (or, for a free offer, claim) an offer for the buyer with ``email``.
+
+        Creates the member if the email is new in this portal. On success every
+        product of the offer is granted and ``OfferPurchased`` /
+        ``AccessGranted`` are recorded. A free offer goes through the ``manual``
+        gateway and succeeds at once; a pending payment (e.g. a manual bank
+        transfer) records a pending purchase that :meth:`confirm_payment` settles.
+
+        Retrying with the same ``idempotency_key`` returns the first purchase
+        and charges once; the same key with a different offer or buyer is a
+        ``Conflict``. A declined payment raises ``PaymentDeclined`` and writes
+        nothing.
+        """
+        v.identifier("offer_id", offer_id, "off")
+        email = v.email("email", email)
+        first = v.text("first_name", first_name, max_length=100, allow_empty=True)
+        last = v.text("last_name", last_name, max_length=100, allow_empty=True)
+        key = v.optional_text("idempotency_key", idempotency_key, max_length=200)
+
+        with self._ctx.uow(write=False) as uow:
+            if key is not None:
+                existing = self._by_key(uow, key, offer_id, email)
+                if existing is not None:
+                    return existing
+            offer = self._require(uow.offers, "offer", offer_id, "offer_id")
+            if offer.status is not OfferStatus.PUBLISHED:
+                raise Conflict(f"offer {offer_id!r} is not published", field="offer_id")
+            settings = uow.settings.get("site")
+        currency = settings.currency if settings is not None else "USD"
+        amount = offer.price if offer.price is not None else Money.zero(currency)
+        gateway_name = "manual" if offer.payment_type is PaymentType.FREE else self._default_gateway
+        gateway = self._ctx.gateways[gateway_name]
+        purchase_id = self._ctx.ids.new("pur")
+        result = gateway.create_payment(
+            PaymentRequest(
+                purchase_id=purchase_id,
+                amount=amount,
+                description=offer.title,
+                customer_email=email,
+                idempotency_key=key or purchase_id,
+            )
+        )
+        if result.status is PaymentStatus.DECLINED:
+            raise PaymentDeclined(result.decline_reason or "the payment was declined")
+        paid = result.status is PaymentStatus.SUCCEEDED
+        now = self._ctx.now()
+        try:
+            with self._ctx.uow() as uow:
+                member = self._members._find_or_create(uow, email, first, last, source="checkout")
+                purchase = Purchase(
+                    purchase_id,
+                    offer.id,
+                    member.id,
+                    PurchaseStatus.PAID if paid else PurchaseStatus.PENDING,
+                    amount,
+                    gateway_name,
+                    result.reference,
+                    key,
+                    now,
+                    now if paid else None,
+                )
+                uow.purchases.add(purchase)
+                if paid:
+                    self._grant(uow, offer, purchase)
+                uow.commit()
+        except Conflict:
+            # Another request with the same idempotency key won the race.
+            if key is None:
+                raise
+            with self._ctx.uow(write=False) as uow:
+                existing = self._by_key(uow, key, offer_id, email)
+            if existing is None:
+                raise
+            return existing
+        self._committed()
+        return purchase
+
+    def confirm_payment(self, purchase_id: str, *, reference: str | None = None) -> Purchase:
+        """Mark a pending purchase paid (e.g. a bank transfer arrived) and grant access.
+
+        Confirming an already paid purchase changes nothing and returns it.
+        """
+        v.identifier("purchase_id", purchase_id, "pur")
+        ref = v.optional_text("reference", reference, max_length=200)
+        with self._ctx.uow() as uow:
+            purchase = self._require_for_update(
+                uow.purchases, "purchase", purchase_id, "purchase_id"
+            )
+            if purchase.status is PurchaseStatus.PAID:
+                return purchase
+            if purchase.status is not PurchaseStatus.PENDING:
+                raise Conflict(
+                    f"purchase {purchase_id!r} is {purchase.status.value}, not pending",
+                    field="purchase_id",
+                )
+            offer = self._require(uow.offers, "offer", purchase.offer_id, "purchase_id")
+            purchase = attrs.evolve(
+                purchase,
+                status=PurchaseStatus.PAID,
+                paid_at=self._ctx.now(),
+                gateway_reference=ref or purchase.gateway_reference,
+            )
+            uow.purchases.update(purchase)
+            self._grant(uow, offer, purchase)
+            uow.commit()
+        self._committed()
+        return purchase
+
+    def get(self, purchase_id: str) -> Purchase:
+        """The purchase, or ``NotFound``."""
+        v.identifier("purchase_id", purchase_id, "pur")
+        with self._ctx.uow(write=False) as uow:
+            return self._require(uow.purchases, "purchase", purchase_id, "purchase_id")
+
+    def _by_key(self, uow: UnitOfWork, key: str, offer_id: str, email: str) -> Purchase | None:
+        found = uow.purchases.find({"idempotency_key": key}, limit=1)
+        if not found:
+            return None
+        purchase = found[0]
+        member = uow.members.get(purchase.member_id)
+        if purchase.offer_id != offer_id or member is None or member.email_key != email_key(email):
+            raise ValidationError(
+                "idempotency_key", "was already used for a different offer or buyer"
+            )
+        return purchase
+
+    def _grant(self, uow: UnitOfWork, offer: Offer, purchase: Purchase) -> None:
+        self._record(
+            uow,
+            OfferPurchased,
+            purchase_id=purchase.id,
+            offer_id=offer.id,
+            member_id=purchase.member_id,
+        )
+        now = self._ctx.now()
+        for product_id in offer.product_ids:
+            enrollment = Enrollment(
+                self._ctx.ids.new("enr"),
+                purchase.member_id,
+                product_id,
+                EnrollmentSource.PURCHASE,
+                purchase.id,
+                EnrollmentStatus.ACTIVE,
+                now,
+                None,
+                now,
+                None,
+            )
+            uow.enrollments.add(enrollment)
+            self._record(
+                uow,
+                AccessGranted,
+                enrollment_id=enrollment.id,
+                member_id=purchase.member_id,
+                product_id=product_id,
+                purchase_id=purchase.id,
+            )

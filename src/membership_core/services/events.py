@@ -1,0 +1,166 @@
+"""Dispatch of recorded events: the library's own handlers, then plugin observers.
+
+Events are written to the outbox in the transaction of the change. Dispatch
+runs after commit (and again from ``tick()``): each handler runs in its own
+transaction together with a ``HandledEvent`` marker, unique per event and
+handler, so a handler takes effect exactly once even when two workers dispatch
+the same event at the same moment. Observers (the ``membership_domain_event``
+hook) run after every handler succeeded, at least once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..domain.events import CourseCompleted, DomainEvent, EventRecord, HandledEvent
+from ..errors import Conflict
+from ..ports.storage import UnitOfWork
+from ..serialization import structure
+from ._context import Context, Service
+from .certificates import CertificatesService
+from .mail import MailService
+
+__all__ = ["EventDispatcher"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[UnitOfWork, Any], None]
+
+
+class EventDispatcher(Service):
+    """Delivers outbox events to handlers and observers."""
+
+    def __init__(
+        self, context: Context, certificates: CertificatesService, mail: MailService
+    ) -> None:
+        super().__init__(context)
+        self._certificates = certificates
+        self._mail = mail
+        self._local = threading.local()
+        self._handlers: list[tuple[str, type[DomainEvent], Handler]] = [
+            ("course_completed.certificate", CourseCompleted, self._issue_certificate),
+            ("course_completed.email", CourseCompleted, self._completion_email),
+        ]
+
+    def dispatch_pending(self, *, limit: int = 1000) -> int:
+        """Deliver undispatched events, oldest first; return how many finished.
+
+        Events recorded by handlers are picked up in the same call. A
+        re-entrant call (a handler committing and so triggering dispatch) returns
+        at once; the outer loop will see its events.
+        """
+        if getattr(self._local, "active", False):
+            return 0
+        self._local.active = True
+        try:
+            done = 0
+            failed: set[str] = set()
+            while done < limit:
+                with self._ctx.uow(write=False) as uow:
+                    batch = [
+                        r
+                        for r in uow.events.find(
+                            {"dispatched_at": None},
+                            order_by=["occurred_at"],
+                            limit=len(failed) + 100,
+                        )
+                        if r.id not in failed
+                    ]
+                if not batch:
+                    break
+                for record in batch:
+                    if self._dispatch(record):
+                        done += 1
+                    else:
+                        failed.add(record.id)
+            return done
+        finally:
+            self._local.active = False
+
+    def _dispatch(self, record: EventRecord) -> bool:
+        event = structure(record.payload, DomainEvent)
+        for name, event_type, handler in self._handlers:
+            if isinstance(event, event_type) and not self._run(name, handler, event):
+                return False
+        try:
+            self._ctx.plugins.hook.membership_domain_event(portal=self._ctx.portal, event=event)
+        except Exception:
+            log.exception("an observer failed on event %s; it stays queued", record.id)
+            return False
+        with self._ctx.uow() as uow:
+            current = uow.events.get_for_update(record.id)
+            if current is not None and current.dispatched_at is None:
+                uow.events.update(
+                    EventRecord(
+                        current.id,
+                        current.type,
+                        current.payload,
+                        current.occurred_at,
+                        self._ctx.now(),
+                    )
+                )
+                uow.commit()
+        return True
+
+    def _run(self, name: str, handler: Handler, event: DomainEvent) -> bool:
+        try:
+            with self._ctx.uow() as uow:
+                if uow.handled_events.count({"event_id": event.id, "handler": name}):
+                    return True
+                handler(uow, event)
+                uow.handled_events.add(
+                    HandledEvent(self._ctx.ids.new("hdl"), event.id, name, self._ctx.now())
+                )
+                uow.commit()
+        except Conflict:
+            return True  # another worker handled it at the same moment
+        except Exception:
+            log.exception("handler %s failed on event %s; will retry", name, event.id)
+            return False
+        return True
+
+    # built-in automations -------------------------------------------------
+
+    def _issue_certificate(self, uow: UnitOfWork, event: CourseCompleted) -> None:
+        self._certificates._issue(uow, event.member_id, event.product_id)
+
+    def _completion_email(self, uow: UnitOfWork, event: CourseCompleted) -> None:
+        member = uow.members.get(event.member_id)
+        product = uow.products.get(event.product_id)
+        if member is None or product is None:
+            return
+        settings = uow.settings.get("site")
+        base = settings.base_url if settings else "https://members.example.com"
+        certificates = uow.certificates.find(
+            {"member_id": member.id, "product_id": product.id}, limit=1
+        )
+        context: dict[str, Any] = {
+            "member": {
+                "first_name": member.first_name,
+                "last_name": member.last_name,
+                "email": member.email,
+                "display_name": member.display_name,
+            },
+            "portal": {
+                "title": settings.title if settings else "Membership Portal",
+                "url": base,
+                "logo_url": None,
+            },
+            "course": {"title": product.title, "url": f"{base}/courses/{product.id}"},
+        }
+        if certificates:
+            serial = certificates[0].serial
+            context["certificate"] = {
+                "serial": serial,
+                "verification_url": f"{base}/certificates/verify?serial={serial}",
+            }
+        self._mail.queue(
+            uow,
+            kind="course_completed",
+            to=member.email,
+            context=context,
+            idempotency_key=f"course_completed:{member.id}:{product.id}",
+        )

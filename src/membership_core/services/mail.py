@@ -1,0 +1,195 @@
+"""The transactional mail outbox: queue with the change, deliver after, retry with backoff."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import attrs
+
+from .. import _validate as v
+from ..domain.mail import EmailMessage, MailStatus, OutboxMessage
+from ..errors import Conflict, MailDeliveryError
+from ..ports.storage import UnitOfWork
+from ..templating import TemplateRenderer, load_default
+from ._context import Context, Service
+
+__all__ = ["MailService"]
+
+log = logging.getLogger(__name__)
+
+#: After this many failed attempts a message is marked failed (the dead-letter state).
+MAX_ATTEMPTS = 8
+#: How long a claimed message stays claimed before another worker may retry it.
+CLAIM_SECONDS = 300
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before attempt ``attempts + 1``: 1, 2, 4 ... minutes, at most 6 hours."""
+    return timedelta(minutes=min(2 ** max(attempts - 1, 0), 360))
+
+
+class MailService(Service):
+    """Queued and sent email of the portal. ``portal.mail``."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self._renderer = TemplateRenderer()
+
+    def queue(
+        self,
+        uow: UnitOfWork,
+        *,
+        kind: str,
+        to: str,
+        context: Mapping[str, Any],
+        idempotency_key: str,
+    ) -> OutboxMessage | None:
+        """Render the ``kind`` template and queue it in ``uow``'s transaction.
+
+        Returns ``None`` when a message with this ``idempotency_key`` was
+        already queued: the same cause never sends the same email twice.
+        """
+        if uow.mail.find({"idempotency_key": idempotency_key}, limit=1):
+            return None
+        values = dict(context)
+        for extra in self._ctx.plugins.hook.membership_template_context(
+            portal=self._ctx.portal, kind=kind, context=dict(values)
+        ):
+            if extra:
+                values.update(extra)
+        rendered = self._renderer.render(load_default(kind), values)
+        settings = uow.settings.get("site")
+        sender_email = settings.sender_email if settings else "no-reply@members.example.com"
+        sender_name = (settings.sender_name or settings.title) if settings else None
+        sender = f"{sender_name} <{sender_email}>" if sender_name else sender_email
+        message_id = self._ctx.ids.new("msg")
+        now = self._ctx.now()
+        message = OutboxMessage(
+            message_id,
+            idempotency_key,
+            kind,
+            EmailMessage(message_id, sender, to, rendered.subject, rendered.text, rendered.html),
+            MailStatus.QUEUED,
+            0,
+            now,
+            now,
+            None,
+            None,
+        )
+        uow.mail.add(message)
+        return message
+
+    def outbox(
+        self, *, status: MailStatus | str | None = None, limit: int = 100
+    ) -> list[OutboxMessage]:
+        """Queued, sent or failed messages, oldest first."""
+        where = {} if status is None else {"status": v.choice("status", status, MailStatus)}
+        v.integer("limit", limit, minimum=1)
+        with self._ctx.uow(write=False) as uow:
+            return uow.mail.find(where, order_by=["created_at"], limit=limit)
+
+    def resend(self, message_id: str) -> OutboxMessage:
+        """Put a failed (or sent) message back in the queue, due now."""
+        v.identifier("message_id", message_id, "msg")
+        with self._ctx.uow() as uow:
+            message = self._require_for_update(uow.mail, "message", message_id, "message_id")
+            message = attrs.evolve(
+                message,
+                status=MailStatus.QUEUED,
+                attempts=0,
+                next_attempt_at=self._ctx.now(),
+                last_error=None,
+            )
+            uow.mail.update(message)
+            uow.commit()
+        return message
+
+    def deliver_due(self, *, limit: int = 100) -> tuple[int, int]:
+        """Send what is due; return (sent, failed attempts).
+
+        Each message is first claimed in its own short transaction, sent with no
+        transaction open, then acknowledged. A crash after the server accepted
+        a message and before the acknowledgement sends it once more when the
+        claim expires: at most one duplicate, never a loss.
+        """
+        now = self._ctx.now()
+        with self._ctx.uow(write=False) as uow:
+            due = [
+                m
+                for m in uow.mail.find(
+                    {"status": MailStatus.QUEUED}, order_by=["next_attempt_at"], limit=limit
+                )
+                if m.next_attempt_at <= now
+            ]
+            due += [
+                m
+                for m in uow.mail.find({"status": MailStatus.SENDING}, limit=limit)
+                if m.next_attempt_at <= now
+            ]
+        sent = failed = 0
+        for candidate in due:
+            message = self._claim(candidate.id)
+            if message is None:
+                continue
+            try:
+                self._ctx.mailer.send(message.message)
+            except MailDeliveryError as error:
+                failed += 1
+                self._fail(message, error)
+                continue
+            sent += 1
+            with self._ctx.uow() as uow:
+                current = uow.mail.get_for_update(message.id)
+                if current is not None:
+                    uow.mail.update(
+                        attrs.evolve(
+                            current,
+                            status=MailStatus.SENT,
+                            sent_at=self._ctx.now(),
+                            attempts=current.attempts,
+                            last_error=None,
+                        )
+                    )
+                    uow.commit()
+        return sent, failed
+
+    def _claim(self, message_id: str) -> OutboxMessage | None:
+        now = self._ctx.now()
+        try:
+            with self._ctx.uow() as uow:
+                message = uow.mail.get_for_update(message_id)
+                if message is None or message.next_attempt_at > now:
+                    return None
+                if message.status not in (MailStatus.QUEUED, MailStatus.SENDING):
+                    return None
+                claimed = attrs.evolve(
+                    message,
+                    status=MailStatus.SENDING,
+                    attempts=message.attempts + 1,
+                    next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS),
+                )
+                uow.mail.update(claimed)
+                uow.commit()
+                return claimed
+        except Conflict:
+            return None
+
+    def _fail(self, message: OutboxMessage, error: MailDeliveryError) -> None:
+        give_up = not error.temporary or message.attempts >= MAX_ATTEMPTS
+        log.warning("mail %s attempt %d failed: %s", message.id, message.attempts, error)
+        with self._ctx.uow() as uow:
+            current = uow.mail.get_for_update(message.id)
+            if current is None or current.status is not MailStatus.SENDING:
+                return
+            uow.mail.update(
+                attrs.evolve(
+                    current,
+                    status=MailStatus.FAILED if give_up else MailStatus.QUEUED,
+                    next_attempt_at=self._ctx.now() + backoff(current.attempts),
+                    last_error=str(error),
+                )
+            )
+            uow.commit()
