@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from membership_core.adapters.memory_storage import MemoryStorage
 from membership_core.adapters.sql import SqlStorage
 from membership_core.ports.storage import Storage
+from membership_core.testing import TestPortal, make_test_portal
 
 from .pg_server import PostgresServer
 
@@ -73,3 +75,21 @@ def storage(backend: str, request: pytest.FixtureRequest) -> Iterator[Storage]:
         yield adapter
     finally:
         adapter.close()
+
+
+PortalFactory = Callable[..., TestPortal]
+
+
+@pytest.fixture
+def open_portal(storage_url: str) -> Iterator[PortalFactory]:
+    """Open test portals on ``storage_url`` (or another URL); all closed at teardown."""
+    opened: list[TestPortal] = []
+
+    def factory(url: str | Storage | None = None, **options: Any) -> TestPortal:
+        portal = make_test_portal(storage_url if url is None else url, **options)
+        opened.append(portal)
+        return portal
+
+    yield factory
+    for portal in opened:
+        portal.close()

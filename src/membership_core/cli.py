@@ -41,10 +41,8 @@ def run_demo(directory: Path, out: TextIO = sys.stdout) -> int:
         shutil.rmtree(directory)  # a previous run's files must not make this one fail
     directory.mkdir(parents=True)
     database = directory / "demo.db"
-    outbox = directory / "outbox"
-    with Portal.open(
-        f"sqlite:///{database}", tenant="demo", mailer=OutboxFolderMailer(outbox)
-    ) as portal:
+    mailer = OutboxFolderMailer(directory / "outbox")
+    with Portal.open(f"sqlite:///{database}", tenant="demo", mailer=mailer) as portal:
         portal.settings.update_site(
             title="Acme Academy", base_url="https://academy.example.com", currency="EUR"
         )
@@ -83,7 +81,7 @@ def run_demo(directory: Path, out: TextIO = sys.stdout) -> int:
 
         print("\nEmails written:", file=out)
         for message in portal.mail.outbox():
-            path = outbox / f"{message.message.message_id}.eml"
+            path = mailer.path_for(message.message.message_id)
             print(f"  [{message.status.value}] {message.message.subject}", file=out)
             print(f"    {path}", file=out)
 

@@ -45,6 +45,19 @@ def _make() -> cattrs.Converter:
 
     converter.register_structure_hook(datetime, structure_datetime)
 
+    # cattrs would coerce "1" to 1 and 5 to "5"; stored and received data must
+    # already have the right type, so a mix-up is reported, not papered over.
+    def strict(kind: type) -> Any:
+        def check(value: object, _: type) -> object:
+            if type(value) is not kind and not (kind is float and type(value) is int):
+                raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+            return value
+
+        return check
+
+    for kind in (int, str, bool, float):
+        converter.register_structure_hook(kind, strict(kind))
+
     def is_event(cls: Any) -> bool:
         return isinstance(cls, type) and issubclass(cls, DomainEvent)
 

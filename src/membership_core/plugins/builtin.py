@@ -49,4 +49,5 @@ def membership_register_adapters(registry: AdapterRegistry) -> None:
     registry.add_mailer("outbox", _outbox_mailer)
     registry.add_mailer("memory", _memory_mailer)
     registry.add_mailer("smtp", SmtpMailer.from_url)
+    registry.add_mailer("smtps", SmtpMailer.from_url)
     registry.add_gateway("manual", ManualGateway)

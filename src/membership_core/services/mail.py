@@ -140,6 +140,13 @@ class MailService(Service):
                 failed += 1
                 self._fail(message, error)
                 continue
+            except Exception as error:
+                # A third-party mailer may raise anything; treat it as temporary
+                # rather than leaving the message claimed until the claim expires.
+                failed += 1
+                log.exception("mailer raised a non-MailDeliveryError for %s", message.id)
+                self._fail(message, MailDeliveryError(repr(error), temporary=True))
+                continue
             sent += 1
             with self._ctx.uow() as uow:
                 current = uow.mail.get_for_update(message.id)

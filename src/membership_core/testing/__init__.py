@@ -9,13 +9,14 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from ..adapters.clock import FrozenClock
 from ..adapters.ids import SequentialIds
 from ..adapters.mail_memory import MemoryMailer
 from ..portal import Portal
+from ..ports.payments import PaymentGateway
 from ..ports.storage import Storage
 
 __all__ = ["FrozenClock", "MemoryMailer", "SequentialIds", "TestPortal", "make_test_portal"]
@@ -50,6 +51,8 @@ def make_test_portal(
     tenant: str = "default",
     start: datetime = DEFAULT_START,
     plugins: Sequence[object] = (),
+    gateways: Mapping[str, PaymentGateway] | None = None,
+    default_gateway: str = "manual",
 ) -> TestPortal:
     """A portal on ``url`` with a :class:`FrozenClock`, sequential ids and a memory mailer."""
     clock = FrozenClock(start)
@@ -60,6 +63,8 @@ def make_test_portal(
         ids=SequentialIds(),
         mailer=MemoryMailer(),
         plugins=plugins,
+        gateways=gateways,
+        default_gateway=default_gateway,
         load_entrypoints=False,
     )
     portal.__class__ = TestPortal

@@ -1,0 +1,174 @@
+"""Offers and checkout as far as the foundation goes: free claims and manual payments."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from membership_core import (
+    AccessReason,
+    Conflict,
+    Money,
+    NotFound,
+    PaymentDeclined,
+    PaymentType,
+    PurchaseStatus,
+    ValidationError,
+)
+from membership_core.ports.payments import (
+    GatewayCapabilities,
+    PaymentRequest,
+    PaymentResult,
+    PaymentStatus,
+)
+
+from .conftest import PortalFactory
+from .helpers import build_course
+
+
+def test_offer_needs_a_published_product(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    product = portal.catalog.create_product("Draft course")
+    offer = portal.offers.create_offer("Free", [product.id])
+    with pytest.raises(Conflict):
+        portal.offers.publish(offer.id)
+    with pytest.raises(Conflict):
+        portal.checkout.purchase(offer.id, email="a@example.com")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"title": "", "product_ids": ["prod_1"]}, "title"),
+        ({"title": "T", "product_ids": []}, "product_ids"),
+        ({"title": "T", "product_ids": "prod_1"}, "product_ids"),
+        ({"title": "T", "product_ids": ["les_1"]}, "product_ids"),
+        ({"title": "T", "product_ids": ["prod_1"], "payment_type": "barter"}, "payment_type"),
+        ({"title": "T", "product_ids": ["prod_1"], "payment_type": "one_time"}, "price"),
+        (
+            {"title": "T", "product_ids": ["prod_1"], "price": Money(100, "USD")},
+            "price",
+        ),
+        (
+            {
+                "title": "T",
+                "product_ids": ["prod_1"],
+                "payment_type": "one_time",
+                "price": Money(0, "USD"),
+            },
+            "price",
+        ),
+    ],
+)
+def test_create_offer_validates(
+    open_portal: PortalFactory, kwargs: dict[str, object], field: str
+) -> None:
+    portal = open_portal()
+    with pytest.raises(ValidationError) as info:
+        portal.offers.create_offer(**kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+def test_create_offer_checks_products_exist(open_portal: PortalFactory) -> None:
+    with pytest.raises(NotFound) as info:
+        open_portal().offers.create_offer("T", ["prod_missing"])
+    assert info.value.field == "product_ids"
+
+
+def test_bundle_grants_every_product(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    one = build_course(portal, lessons=1, title="One")
+    two = build_course(portal, lessons=1, title="Two")
+    bundle = portal.offers.create_offer("Both", [one.product.id, two.product.id, one.product.id])
+    assert bundle.product_ids == (one.product.id, two.product.id)
+    portal.offers.publish(bundle.id)
+    member_id = portal.checkout.purchase(bundle.id, email="a@example.com").member_id
+    for course in (one, two):
+        assert portal.access.can_view(member_id, course.lessons[0].id).allowed
+
+
+def test_idempotency_key_returns_the_same_purchase(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    course = build_course(portal, lessons=1)
+    first = portal.checkout.purchase(course.offer.id, email="a@example.com", idempotency_key="k1")
+    again = portal.checkout.purchase(course.offer.id, email="A@example.com", idempotency_key="k1")
+    assert again == first
+    with pytest.raises(ValidationError) as info:
+        portal.checkout.purchase(course.offer.id, email="b@example.com", idempotency_key="k1")
+    assert info.value.field == "idempotency_key"
+    assert len(portal.members.list()) == 1
+
+
+def test_same_key_from_many_threads_yields_one_purchase(sqlite_url: str) -> None:
+    from membership_core.testing import make_test_portal
+
+    portal = make_test_portal(sqlite_url)
+    try:
+        course = build_course(portal, lessons=1)
+        results: list[str] = []
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(6)
+
+        def buy() -> None:
+            barrier.wait()
+            try:
+                purchase = portal.checkout.purchase(
+                    course.offer.id, email="a@example.com", idempotency_key="same"
+                )
+                results.append(purchase.id)
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=buy) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert len(set(results)) == 1
+        with portal.storage.unit_of_work(portal.tenant) as uow:
+            assert uow.purchases.count() == 1
+            assert uow.enrollments.count() == 1
+    finally:
+        portal.close()
+
+
+def test_manual_payment_stays_pending_until_confirmed(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    course = build_course(portal, lessons=1)
+    paid = portal.offers.create_offer(
+        "Paid", [course.product.id], payment_type="one_time", price=Money.of("49.00", "EUR")
+    )
+    portal.offers.publish(paid.id)
+    purchase = portal.checkout.purchase(paid.id, email="a@example.com")
+    assert purchase.status is PurchaseStatus.PENDING
+    assert purchase.amount == Money(4900, "EUR")
+    lesson = course.lessons[0].id
+    assert portal.access.can_view(purchase.member_id, lesson).reason is AccessReason.NOT_ENROLLED
+    confirmed = portal.checkout.confirm_payment(purchase.id, reference="bank-123")
+    assert confirmed.status is PurchaseStatus.PAID
+    assert confirmed.gateway_reference == "bank-123"
+    assert portal.access.can_view(purchase.member_id, lesson).allowed
+    assert portal.checkout.confirm_payment(purchase.id) == confirmed  # once only
+
+
+def test_declined_payment_writes_nothing(open_portal: PortalFactory) -> None:
+    class Declining:
+        name = "declining"
+        capabilities = GatewayCapabilities()
+
+        def create_payment(self, request: PaymentRequest) -> PaymentResult:
+            return PaymentResult(PaymentStatus.DECLINED, request.amount, decline_reason="no funds")
+
+    portal = open_portal(gateways={"declining": Declining()}, default_gateway="declining")
+    course = build_course(portal, lessons=1)
+    paid = portal.offers.create_offer(
+        "Paid", [course.product.id], payment_type=PaymentType.ONE_TIME, price=Money(100, "USD")
+    )
+    portal.offers.publish(paid.id)
+    with pytest.raises(PaymentDeclined, match="no funds"):
+        portal.checkout.purchase(paid.id, email="a@example.com")
+    assert portal.members.list() == []
+    with portal.storage.unit_of_work(portal.tenant) as uow:
+        assert uow.purchases.count() == 0

@@ -1,0 +1,42 @@
+"""The demo runs end to end, twice in the same folder, and reports what it made."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from membership_core.cli import main, run_demo
+
+
+def test_demo_walks_a_member_to_a_certificate(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert run_demo(tmp_path / "demo", out) == 0
+    report = out.getvalue()
+    assert "100% complete" in report
+    assert "[x] A command-line quiz" in report
+    assert "verification: valid" in report
+    eml = re.findall(r"(\S+\.eml)", report)
+    assert len(eml) == 1
+    assert Path(eml[0]).is_file()
+    certificate = Path(re.findall(r"file: (\S+\.html)", report)[0])
+    html = certificate.read_text("utf-8")
+    assert "Ada Lovelace" in html
+    assert "Python Foundations" in html
+    # a second run in the same place starts afresh instead of failing
+    assert run_demo(tmp_path / "demo", io.StringIO()) == 0
+
+
+def test_membership_command_runs_the_demo(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "membership_core.cli", "demo", "--dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Certificate:" in result.stdout
+    assert main(["demo", "--dir", str(tmp_path / "again")]) == 0
