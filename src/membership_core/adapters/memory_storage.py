@@ -14,7 +14,8 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from ..errors import Conflict, NotFound, StorageError
-from ..ports.storage import COLLECTIONS, Collection
+from ..ports.storage import COLLECTIONS, Collection, UnitOfWork
+from ._repositories import Repositories
 
 __all__ = ["MemoryStorage"]
 
@@ -131,7 +132,7 @@ class _Repository(Generic[T]):
         return len(self._matching(where, None))
 
 
-class _UnitOfWork:
+class _UnitOfWork(Repositories):
     def __init__(self, storage: MemoryStorage, tenant: str) -> None:
         self.tenant = tenant
         self._storage = storage
@@ -182,7 +183,7 @@ class MemoryStorage:
         self._lock = threading.Lock()
         self._tenants: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def unit_of_work(self, tenant: str, *, write: bool = True) -> Any:
+    def unit_of_work(self, tenant: str, *, write: bool = True) -> UnitOfWork:
         """Open a unit of work in ``tenant`` (use it with ``with``)."""
         return _UnitOfWork(self, tenant)
 

@@ -12,7 +12,8 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 
 from ...errors import ConfigurationError, Conflict, NotFound, StorageError
-from ...ports.storage import COLLECTIONS
+from ...ports.storage import COLLECTIONS, UnitOfWork
+from .._repositories import Repositories
 from .migrations import migrate
 from .schema import RowMapper, mappers, tables
 
@@ -147,7 +148,7 @@ class _Repository(Generic[T]):
         return int(self._conn.execute(query).scalar_one())
 
 
-class _UnitOfWork:
+class _UnitOfWork(Repositories):
     def __init__(self, storage: SqlStorage, tenant: str, write: bool) -> None:
         self.tenant = tenant
         self._storage = storage
@@ -242,7 +243,14 @@ class SqlStorage:
         self.dialect = backend
         if backend == "sqlite":
             self._setup_sqlite()
-        migrate(self.engine)
+        try:
+            migrate(self.engine)
+        except exc.DBAPIError as error:
+            self.engine.dispose()
+            raise StorageError(f"cannot open the {backend} database: {error.orig}") from error
+        except BaseException:
+            self.engine.dispose()  # a refused open must not leak connections
+            raise
 
     def _fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         # SQLite's lower() only folds ASCII; Python's lower() matches PostgreSQL in UTF-8 locales.
@@ -275,7 +283,7 @@ class SqlStorage:
             write = connection.get_execution_options().get("mc_write", True)
             connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
-    def unit_of_work(self, tenant: str, *, write: bool = True) -> Any:
+    def unit_of_work(self, tenant: str, *, write: bool = True) -> UnitOfWork:
         """Open a unit of work in ``tenant`` (use it with ``with``)."""
         return _UnitOfWork(self, tenant, write)
 
