@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from membership_core.cli import main, run_demo
 
@@ -40,3 +43,14 @@ def test_membership_command_runs_the_demo(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Certificate:" in result.stdout
     assert main(["demo", "--dir", str(tmp_path / "again")]) == 0
+
+
+def test_init_and_tick_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/portal.db"
+    assert main(["init", url, "--tenant", "acme"]) == 0
+    assert "acme" in capsys.readouterr().out
+    assert main(["tick", url, "--tenant", "acme", "--mailer", "memory://"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"events_dispatched": 0, "mail_sent": 0, "mail_failed": 0}
+    assert main(["tick", "mysql://nowhere"]) == 1
+    assert "mysql" in capsys.readouterr().err

@@ -17,8 +17,8 @@ from membership_core import (
     AccessReason,
     AdapterRegistry,
     ConfigurationError,
-    Conflict,
     EmailMessage,
+    LessonState,
     Portal,
     hookimpl,
 )
@@ -85,8 +85,9 @@ def test_membership_register_adapters_offers_storage_mail_and_gateways() -> None
 def test_registry_refuses_duplicates_and_unknown_names() -> None:
     registry = AdapterRegistry()
     registry.add_gateway("fake", _Gateway)
-    with pytest.raises(Conflict):
+    with pytest.raises(ConfigurationError) as duplicate:
         registry.add_gateway("fake", _Gateway)
+    assert "already registered" in str(duplicate.value)
     with pytest.raises(ConfigurationError) as info:
         registry.gateway("stripe")
     assert "fake" in str(info.value)
@@ -96,7 +97,7 @@ def test_registry_refuses_duplicates_and_unknown_names() -> None:
         def membership_register_adapters(self, registry: AdapterRegistry) -> None:
             registry.add_storage("memory", lambda url: MemoryStorage())
 
-    with pytest.raises(Conflict):
+    with pytest.raises(ConfigurationError):
         Portal.open("memory://", plugins=[Clash()], load_entrypoints=False)
 
 
@@ -155,9 +156,9 @@ def test_membership_access_decision_can_veto_and_extend(open_portal: PortalFacto
             self, member_id: str, lesson_id: str, at: datetime, decision: AccessDecision
         ) -> AccessDecision | None:
             if lesson_id == vetoed:
-                return AccessDecision(False, AccessReason.REVOKED)
+                return AccessDecision(False, AccessReason.POLICY)
             if not decision.allowed:
-                return AccessDecision(True, AccessReason.PREVIEW)
+                return AccessDecision(True, AccessReason.POLICY)
             return None
 
     portal = open_portal(plugins=[Policy()])
@@ -167,7 +168,19 @@ def test_membership_access_decision_can_veto_and_extend(open_portal: PortalFacto
     assert portal.access.can_view(outsider.id, course.lessons[1].id).allowed
     member_id = portal.checkout.purchase(course.offer.id, email="a@example.com").member_id
     decision = portal.access.can_view(member_id, vetoed)
-    assert (decision.allowed, decision.reason) == (False, AccessReason.REVOKED)
+    assert (decision.allowed, decision.reason) == (False, AccessReason.POLICY)
+    # the outline asks the same plugin, so it never disagrees with can_view
+    states = {
+        lesson.id: lesson.state
+        for lesson in portal.access.outline(member_id, course.product.id).lessons()
+    }
+    assert states[vetoed] is LessonState.NO_ACCESS
+    assert states[course.lessons[1].id] is LessonState.AVAILABLE
+    outsider_outline = portal.access.outline(outsider.id, course.product.id)
+    assert [x.state for x in outsider_outline.lessons()] == [
+        LessonState.NO_ACCESS,
+        LessonState.AVAILABLE,
+    ]
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""The ``membership`` command: ``membership demo``."""
+"""The ``membership`` command: ``demo``, ``init`` and ``tick``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from collections.abc import Sequence
@@ -11,7 +12,9 @@ from typing import TextIO
 
 from .adapters.mail_outbox import OutboxFolderMailer
 from .domain.outline import LessonState, Outline, OutlineCategory
+from .errors import MembershipError
 from .portal import Portal
+from .serialization import unstructure
 
 __all__ = ["main", "run_demo"]
 
@@ -111,11 +114,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Path("membership-demo"),
         help="folder for the demo's database, emails and certificate (recreated on each run)",
     )
+    for name, help_text in (
+        ("init", "create or migrate the database at URL and the portal TENANT"),
+        ("tick", "run scheduled work once (events, due mail); print what it did as JSON"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("url", help="database URL, e.g. sqlite:///portal.db")
+        command.add_argument("--tenant", default="default", help="portal name (default: default)")
+        command.add_argument("--mailer", default=None, help="mailer URL, e.g. smtp://host:587")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo(args.dir)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    try:
+        with Portal.open(args.url, tenant=args.tenant, mailer=args.mailer) as portal:
+            if args.command == "tick":
+                print(json.dumps(unstructure(portal.tick())))
+            else:
+                print(f"portal {portal.tenant!r} ready at {args.url}")
+    except MembershipError as error:
+        print(f"membership {args.command}: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ class Portal:
         gateways: Mapping[str, PaymentGateway] | None = None,
         default_gateway: str = "manual",
         load_entrypoints: bool = True,
+        blocked_plugins: Sequence[str] = (),
     ) -> Portal:
         """Open the portal ``tenant`` in the database at ``url``.
 
@@ -112,13 +113,14 @@ class Portal:
         ``.eml`` files beside an SQLite database. ``gateways`` adds gateway
         objects by name to those plugins register; ``default_gateway`` takes
         paid orders. Plugins passed in ``plugins`` come after built-in and
-        entry-point ones (``load_entrypoints=False`` skips the latter).
+        entry-point ones (``load_entrypoints=False`` skips the latter;
+        ``blocked_plugins`` leaves out the entry points with those names).
         """
         if not isinstance(tenant, str) or not _TENANT.match(tenant):
             raise ValidationError(
                 "tenant", "must be 1-63 lowercase letters, digits, '-' or '_', starting alnum"
             )
-        manager = Plugins(plugins, load_entrypoints=load_entrypoints)
+        manager = Plugins(plugins, load_entrypoints=load_entrypoints, blocked=blocked_plugins)
         owns = isinstance(url, str)
         if isinstance(url, str):
             storage = manager.adapters.storage(url)

@@ -13,6 +13,7 @@ error rather than silently dropped.
 
 from __future__ import annotations
 
+import typing
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -58,6 +59,14 @@ def _make() -> cattrs.Converter:
     for kind in (int, str, bool, float):
         converter.register_structure_hook(kind, strict(kind))
 
+    # Sets become sorted lists, so the same value always gives the same JSON.
+    def is_set(cls: Any) -> bool:
+        return typing.get_origin(cls) in (frozenset, set) or cls in (frozenset, set)
+
+    converter.register_unstructure_hook_func(
+        is_set, lambda value: sorted(converter.unstructure(item) for item in value)
+    )
+
     def is_event(cls: Any) -> bool:
         return isinstance(cls, type) and issubclass(cls, DomainEvent)
 
@@ -72,7 +81,7 @@ def _make() -> cattrs.Converter:
             raise ValueError("an event must be a mapping with a 'type'")
         target = EVENT_TYPES.get(data["type"])
         if target is None or (cls is not DomainEvent and target is not cls):
-            raise ValueError(f"unknown event type {data['type']!r}")
+            raise ValueError(f"unknown event type {data['type']!r} for {cls.__name__}")
         rest = {key: value for key, value in data.items() if key != "type"}
         return converter.structure_attrs_fromdict(rest, target)
 
@@ -83,6 +92,16 @@ def _make() -> cattrs.Converter:
 
 
 _converter = _make()
+
+
+def _first_validation_error(exc: BaseException) -> ValidationError | None:
+    if isinstance(exc, ValidationError):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = _first_validation_error(inner)
+        if found is not None:
+            return found
+    return None
 
 
 def _describe(exc: BaseException, type_: type | None) -> str:
@@ -104,9 +123,14 @@ def structure(data: object, cls: type[T]) -> T:
         raise
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, cattrs.BaseValidationError):
-            problems = "; ".join(
-                cattrs.transform_error(exc, path=cls.__name__, format_exception=_describe)
-            )
-        else:
-            problems = f"{cls.__name__}: {exc}"
-        raise ValidationError(cls.__name__, problems) from exc
+            messages = cattrs.transform_error(exc, path=cls.__name__, format_exception=_describe)
+            # "bad value @ Money.amount": the path after "@" is the field at fault;
+            # a validator's own ValidationError knows its field more precisely.
+            problem, _, field = messages[0].rpartition(" @ ") if messages else ("", "", "")
+            inner = _first_validation_error(exc)
+            if inner is not None and inner.field and not field.endswith("." + inner.field):
+                field, problem = f"{field}.{inner.field}", inner.problem
+            if len(messages) > 1:
+                problem = "; ".join(messages)
+            raise ValidationError(field or cls.__name__, problem) from exc
+        raise ValidationError(cls.__name__, str(exc)) from exc

@@ -25,6 +25,8 @@ class AccessReason(enum.Enum):
     REVOKED = "revoked"
     UNPUBLISHED = "unpublished"
     MEMBER_INACTIVE = "member_inactive"
+    #: A host plugin decided (``membership_access_decision``), for reasons of its own.
+    POLICY = "policy"
 
 
 @attrs.frozen

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import attrs
@@ -55,6 +55,8 @@ class Outline:
     title: str
     categories: tuple[OutlineCategory, ...]
     progress: Progress
+    #: True once the member completed the course, even if lessons were added since.
+    completed: bool
 
     def lessons(self) -> list[OutlineLesson]:
         """Every lesson in course order."""
@@ -88,8 +90,14 @@ def build_outline(
     at: datetime,
     *,
     member_active: bool = True,
+    completed: bool = False,
+    adjust: Callable[[Lesson, AccessDecision], AccessDecision] | None = None,
 ) -> Outline:
-    """Build the outline from already-loaded records; no storage access."""
+    """Build the outline from already-loaded records; no storage access.
+
+    ``adjust`` may replace each lesson's decision (the service passes the
+    host's ``membership_access_decision`` hook through it).
+    """
     by_category: dict[str, list[Lesson]] = {}
     for lesson in lessons:
         if lesson.published:
@@ -100,6 +108,8 @@ def build_outline(
 
     def lesson_view(lesson: Lesson) -> OutlineLesson:
         decision = decide(product, lesson, enrollments, at, member_active=member_active)
+        if adjust is not None:
+            decision = adjust(lesson, decision)
         state = _state(decision, lesson.id in progress.completed_lesson_ids)
         return OutlineLesson(
             lesson.id,
@@ -126,4 +136,4 @@ def build_outline(
             for category in sorted(children.get(parent, []), key=lambda c: (c.position, c.id))
         )
 
-    return Outline(product.id, product.title, tree(None), progress)
+    return Outline(product.id, product.title, tree(None), progress, completed)

@@ -34,7 +34,8 @@ def membership_register_adapters(registry: AdapterRegistry) -> None:
     """Offer adapters: storage back ends, payment gateways and mailers.
 
     Called once per portal while it opens. Register with the registry's
-    methods; registering a name that is already taken raises ``Conflict``::
+    methods; registering a name that is already taken raises
+    ``ConfigurationError``::
 
         @hookimpl
         def membership_register_adapters(registry):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ConfigurationError, Conflict
+from ..errors import ConfigurationError
 from ..ports.mail import Mailer
 from ..ports.payments import PaymentGateway
 from ..ports.storage import Storage
@@ -32,7 +32,9 @@ class AdapterRegistry:
         if not callable(factory):
             raise ConfigurationError(f"{kind} {key!r}: factory is not callable", field="factory")
         if key in table:  # silently replacing an adapter would hide a plugin clash
-            raise Conflict(f"{kind} {key!r} is already registered", field="name")
+            raise ConfigurationError(
+                f"{kind} {key!r} is already registered by another plugin", field="name"
+            )
         table[key] = factory
 
     def add_storage(self, scheme: str, factory: StorageFactory) -> None:

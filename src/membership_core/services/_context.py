@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ..domain.events import DomainEvent, EventRecord
+from ..domain.settings import SiteSettings
 from ..errors import NotFound
 from ..ports.clock import Clock
 from ..ports.ids import Ids
@@ -74,6 +75,11 @@ class Service:
         if item is None:
             raise NotFound(kind, id, field=field)
         return item
+
+    @staticmethod
+    def _site(uow: UnitOfWork) -> SiteSettings:
+        """The portal's site settings, or the defaults until an admin saves them."""
+        return uow.settings.get("site") or SiteSettings()
 
     def _committed(self) -> None:
         """Call after a commit that may have recorded events: dispatch them now."""

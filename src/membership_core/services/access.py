@@ -42,16 +42,20 @@ class AccessService(Service):
         decision = decide(
             product, lesson, enrollments, at, member_active=member.status is MemberStatus.ACTIVE
         )
+        return self._adjust(member_id, lesson, at, decision), lesson, product
+
+    def _adjust(
+        self, member_id: str, lesson: Lesson, at: datetime, decision: AccessDecision
+    ) -> AccessDecision:
+        """Let plugins veto or extend the decision (the first answer wins)."""
         override = self._ctx.plugins.hook.membership_access_decision(
             portal=self._ctx.portal,
             member_id=member_id,
-            lesson_id=lesson_id,
+            lesson_id=lesson.id,
             at=at,
             decision=decision,
         )
-        if isinstance(override, AccessDecision):
-            decision = override
-        return decision, lesson, product
+        return override if isinstance(override, AccessDecision) else decision
 
     def outline(self, member_id: str, product_id: str, at: datetime | None = None) -> Outline:
         """The product's whole tree with each lesson's state for this member, and progress."""
@@ -64,9 +68,9 @@ class AccessService(Service):
             categories = uow.categories.find({"product_id": product_id})
             lessons = uow.lessons.find({"product_id": product_id})
             enrollments = uow.enrollments.find({"member_id": member_id, "product_id": product_id})
-            completions = uow.lesson_completions.find(
-                {"member_id": member_id, "product_id": product_id}
-            )
+            where = {"member_id": member_id, "product_id": product_id}
+            completions = uow.lesson_completions.find(where)
+            completed = uow.course_completions.count(where) > 0
         progress = compute_progress(member_id, product_id, lessons, completions)
         return build_outline(
             product,
@@ -76,4 +80,6 @@ class AccessService(Service):
             progress,
             when,
             member_active=member.status is MemberStatus.ACTIVE,
+            completed=completed,
+            adjust=lambda lesson, decision: self._adjust(member_id, lesson, when, decision),
         )

@@ -16,6 +16,7 @@ from ..domain.catalog import (
     ProductSort,
     ProductStatus,
     check_publishable,
+    ordered,
 )
 from ..domain.events import ProductPublished, ProductUnpublished
 from ..errors import ValidationError
@@ -245,14 +246,69 @@ class CatalogService(Service):
         with self._ctx.uow(write=False) as uow:
             return self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
 
+    def update_lesson(
+        self,
+        lesson_id: str,
+        *,
+        title: str | _Unset = UNSET,
+        kind: LessonKind | str | _Unset = UNSET,
+        body: str | _Unset = UNSET,
+        media_url: str | _Unset | None = UNSET,
+        preview: bool | _Unset = UNSET,
+        published: bool | _Unset = UNSET,
+        required: bool | _Unset = UNSET,
+    ) -> Lesson:
+        """Change some fields of a lesson (publish it, rename it, ...); the rest stay."""
+        v.identifier("lesson_id", lesson_id, "les")
+        changes: dict[str, Any] = {}
+        if not isinstance(title, _Unset):
+            changes["title"] = v.text("title", title, max_length=200)
+        if not isinstance(kind, _Unset):
+            changes["kind"] = v.choice("kind", kind, LessonKind)
+        if not isinstance(body, _Unset):
+            changes["body"] = v.text("body", body, max_length=1_000_000, allow_empty=True)
+        if not isinstance(media_url, _Unset):
+            changes["media_url"] = _url("media_url", media_url)
+        for name, flag in (("preview", preview), ("published", published), ("required", required)):
+            if not isinstance(flag, _Unset):
+                changes[name] = v.boolean(name, flag)
+        with self._ctx.uow() as uow:
+            lesson = self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
+            self._require_for_update(uow.products, "product", lesson.product_id, "lesson_id")
+            lesson = attrs.evolve(lesson, **changes, updated_at=self._ctx.now())
+            uow.lessons.update(lesson)
+            self._touch(uow, lesson.product_id)
+            uow.commit()
+        return lesson
+
+    def delete_lesson(self, lesson_id: str) -> None:
+        """Remove a lesson; the lessons after it move up.
+
+        Completions already recorded stay (they are history); a course
+        completed before keeps its completion.
+        """
+        v.identifier("lesson_id", lesson_id, "les")
+        with self._ctx.uow() as uow:
+            lesson = self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
+            self._require_for_update(uow.products, "product", lesson.product_id, "lesson_id")
+            uow.lessons.delete(lesson_id)
+            rest = uow.lessons.find({"category_id": lesson.category_id}, order_by=["position"])
+            self._renumber(uow, rest)
+            self._touch(uow, lesson.product_id)
+            uow.commit()
+
     def structure(self, product_id: str) -> tuple[list[Category], list[Lesson]]:
-        """The product's categories and lessons, each ordered by position."""
+        """The product's categories (by position) and lessons in course order.
+
+        Course order walks the category tree depth-first: a category's lessons,
+        then its sub-categories' lessons, then the next category.
+        """
         v.identifier("product_id", product_id, "prod")
         with self._ctx.uow(write=False) as uow:
             self._require(uow.products, "product", product_id, "product_id")
             categories = uow.categories.find({"product_id": product_id}, order_by=["position"])
-            lessons = uow.lessons.find({"product_id": product_id}, order_by=["position"])
-        return categories, lessons
+            lessons = uow.lessons.find({"product_id": product_id})
+        return categories, ordered(categories, lessons)
 
     def move_lesson(self, lesson_id: str, category_id: str, position: int) -> Lesson:
         """Move a lesson to ``position`` (0-based) in ``category_id`` of the same product."""

@@ -11,12 +11,13 @@ import attrs
 from .. import _validate as v
 from ..domain.certificates import Certificate
 from ..domain.events import CertificateIssued
+from ..domain.settings import SiteSettings
 from ..errors import Conflict, ValidationError
 from ..ports.storage import UnitOfWork
 from ..templating import render_string
 from ._context import Service
 
-__all__ = ["CertificateStatus", "CertificatesService", "Verification"]
+__all__ = ["CertificateStatus", "CertificatesService", "Verification", "verification_url"]
 
 _SERIAL_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud safely
 
@@ -35,6 +36,11 @@ class Verification:
 
     status: CertificateStatus
     certificate: Certificate | None
+
+
+def verification_url(settings: SiteSettings, serial: str) -> str:
+    """The public link that verifies the certificate with ``serial``."""
+    return f"{settings.base_url}/certificates/verify?serial={serial}"
 
 
 def _serial() -> str:
@@ -80,7 +86,7 @@ class CertificatesService(Service):
                 f"member {member_id!r} has not completed product {product_id!r}",
                 field="product_id",
             )
-        settings = uow.settings.get("site")
+        settings = self._site(uow)
         certificate = Certificate(
             self._ctx.ids.new("cert"),
             member_id,
@@ -88,7 +94,7 @@ class CertificatesService(Service):
             _serial(),
             member.display_name,
             product.title,
-            settings.title if settings else "Membership Portal",
+            settings.title,
             completion[0].completed_at,
             self._ctx.now(),
             None,
@@ -134,9 +140,7 @@ class CertificatesService(Service):
     def verification_url(self, certificate: Certificate) -> str:
         """The public link that verifies this certificate."""
         with self._ctx.uow(write=False) as uow:
-            settings = uow.settings.get("site")
-        base = settings.base_url if settings else "https://members.example.com"
-        return f"{base}/certificates/verify?serial={certificate.serial}"
+            return verification_url(self._site(uow), certificate.serial)
 
     def render_html(self, certificate_id: str) -> str:
         """The certificate as a standalone HTML page, from its stored facts only."""

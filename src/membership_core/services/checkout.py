@@ -52,8 +52,8 @@ class CheckoutService(Service):
 
         Retrying with the same ``idempotency_key`` returns the first purchase
         and charges once; the same key with a different offer or buyer is a
-        ``Conflict``. A declined payment raises ``PaymentDeclined`` and writes
-        nothing.
+        ``ValidationError`` on ``idempotency_key``. A declined payment raises
+        ``PaymentDeclined`` and writes nothing.
         """
         v.identifier("offer_id", offer_id, "off")
         email = v.email("email", email)
@@ -69,8 +69,7 @@ class CheckoutService(Service):
             offer = self._require(uow.offers, "offer", offer_id, "offer_id")
             if offer.status is not OfferStatus.PUBLISHED:
                 raise Conflict(f"offer {offer_id!r} is not published", field="offer_id")
-            settings = uow.settings.get("site")
-        currency = settings.currency if settings is not None else "USD"
+            currency = self._site(uow).currency
         amount = offer.price if offer.price is not None else Money.zero(currency)
         gateway_name = "manual" if offer.payment_type is PaymentType.FREE else self._default_gateway
         gateway = self._ctx.gateways[gateway_name]

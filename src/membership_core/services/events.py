@@ -20,7 +20,7 @@ from ..errors import Conflict
 from ..ports.storage import UnitOfWork
 from ..serialization import structure
 from ._context import Context, Service
-from .certificates import CertificatesService
+from .certificates import CertificatesService, verification_url
 from .mail import MailService
 
 __all__ = ["EventDispatcher"]
@@ -132,8 +132,8 @@ class EventDispatcher(Service):
         product = uow.products.get(event.product_id)
         if member is None or product is None:
             return
-        settings = uow.settings.get("site")
-        base = settings.base_url if settings else "https://members.example.com"
+        settings = self._site(uow)
+        base = settings.base_url
         certificates = uow.certificates.find(
             {"member_id": member.id, "product_id": product.id}, limit=1
         )
@@ -145,7 +145,7 @@ class EventDispatcher(Service):
                 "display_name": member.display_name,
             },
             "portal": {
-                "title": settings.title if settings else "Membership Portal",
+                "title": settings.title,
                 "url": base,
                 "logo_url": None,
             },
@@ -155,7 +155,7 @@ class EventDispatcher(Service):
             serial = certificates[0].serial
             context["certificate"] = {
                 "serial": serial,
-                "verification_url": f"{base}/certificates/verify?serial={serial}",
+                "verification_url": verification_url(settings, serial),
             }
         self._mail.queue(
             uow,

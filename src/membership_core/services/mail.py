@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
+from email.utils import formataddr
 from typing import Any
 
 import attrs
@@ -21,7 +22,9 @@ __all__ = ["MailService"]
 log = logging.getLogger(__name__)
 
 #: After this many failed attempts a message is marked failed (the dead-letter state).
-MAX_ATTEMPTS = 8
+#: With the backoff below that is about 20 hours of retrying: a mail server may
+#: be down overnight without a message being lost.
+MAX_ATTEMPTS = 12
 #: How long a claimed message stays claimed before another worker may retry it.
 CLAIM_SECONDS = 300
 
@@ -61,10 +64,8 @@ class MailService(Service):
             if extra:
                 values.update(extra)
         rendered = self._renderer.render(load_default(kind), values)
-        settings = uow.settings.get("site")
-        sender_email = settings.sender_email if settings else "no-reply@members.example.com"
-        sender_name = (settings.sender_name or settings.title) if settings else None
-        sender = f"{sender_name} <{sender_email}>" if sender_name else sender_email
+        settings = self._site(uow)
+        sender = formataddr((settings.sender_name or settings.title, settings.sender_email))
         message_id = self._ctx.ids.new("msg")
         now = self._ctx.now()
         message = OutboxMessage(

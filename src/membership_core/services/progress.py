@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import _validate as v
+from ..domain.access import AccessReason
 from ..domain.events import CourseCompleted, LessonCompleted
 from ..domain.progress import CourseCompletion, LessonCompletion, Progress, compute_progress
 from ..errors import AccessDenied
@@ -35,9 +36,12 @@ class ProgressService(Service):
             # finished at once cannot both miss that the course is complete.
             self._require_for_update(uow.members, "member", member_id, "member_id")
             decision, _lesson, product = self._access._decide(uow, member_id, lesson_id, now)
-            if not decision.allowed:
+            # A preview is open to anyone; only members with access make progress,
+            # or a course of preview lessons would hand out free certificates.
+            if not decision.allowed or decision.reason is AccessReason.PREVIEW:
+                reason = "preview only" if decision.allowed else decision.reason.value
                 raise AccessDenied(
-                    f"member may not view lesson {lesson_id!r}: {decision.reason.value}",
+                    f"member may not complete lesson {lesson_id!r}: {reason}",
                     field="lesson_id",
                 )
             where = {"member_id": member_id, "product_id": product.id}

@@ -12,7 +12,6 @@ from ..domain.events import SettingsChanged
 from ..domain.money import CURRENCY_EXPONENTS
 from ..domain.settings import SiteSettings
 from ..errors import ValidationError
-from ..ports.storage import UnitOfWork
 from ._context import Service
 from ._unset import UNSET, _Unset
 
@@ -49,10 +48,6 @@ class SettingsService(Service):
         """The site info (defaults until changed)."""
         with self._ctx.uow(write=False) as uow:
             return self._site(uow)
-
-    @staticmethod
-    def _site(uow: UnitOfWork) -> SiteSettings:
-        return uow.settings.get("site") or SiteSettings()
 
     def update_site(
         self,

@@ -39,6 +39,7 @@ class _Repository(Generic[T]):
         self._name = name
         self._table = tables[name]
         self._mapper: RowMapper = mappers[name]
+        self._uniques = next(c.unique for c in COLLECTIONS if c.name == name)
 
     @property
     def _conn(self) -> sa.Connection:
@@ -84,11 +85,28 @@ class _Repository(Generic[T]):
             with self._conn.begin_nested():
                 return self._conn.execute(statement)
         except exc.IntegrityError as error:
+            fields = self._clash(error)
+            what = "id" if fields == ("id",) else ", ".join(fields)
             raise Conflict(
-                f"{self._name}: record {item_id!r} clashes with an existing one "
-                f"(same id or unique key)",
-                field="id",
+                f"{self._name}: {what} of {item_id!r} already taken", field=fields[0]
             ) from error
+
+    def _clash(self, error: exc.IntegrityError) -> tuple[str, ...]:
+        """Which fields a unique violation was about, as the memory adapter reports."""
+        constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+        if constraint:  # PostgreSQL names the constraint
+            for key in self._uniques:
+                if constraint == f"uq_{self._table.name}_{'_'.join(key)}":
+                    return key
+            return ("id",)
+        # SQLite: "UNIQUE constraint failed: mc_x.tenant, mc_x.field"
+        text = str(error.orig)
+        if "constraint failed:" in text:
+            columns = [part.strip().split(".")[-1] for part in text.split(":", 1)[1].split(",")]
+            fields = tuple(c for c in columns if c != "tenant")
+            if fields:
+                return fields
+        return ("id",)
 
     def add(self, item: T) -> None:
         row = self._mapper.to_row(item)
