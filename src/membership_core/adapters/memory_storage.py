@@ -11,11 +11,10 @@ import enum
 import threading
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 
 from ..errors import Conflict, NotFound, StorageError
 from ..ports.storage import COLLECTIONS, Collection, UnitOfWork
-from ._repositories import Repositories
 
 __all__ = ["MemoryStorage"]
 
@@ -132,7 +131,7 @@ class _Repository(Generic[T]):
         return len(self._matching(where, None))
 
 
-class _UnitOfWork(Repositories):
+class _UnitOfWork:
     def __init__(self, storage: MemoryStorage, tenant: str) -> None:
         self.tenant = tenant
         self._storage = storage
@@ -185,7 +184,9 @@ class MemoryStorage:
 
     def unit_of_work(self, tenant: str, *, write: bool = True) -> UnitOfWork:
         """Open a unit of work in ``tenant`` (use it with ``with``)."""
-        return _UnitOfWork(self, tenant)
+        # Repositories are set per collection on entry; the contract suite,
+        # not a static declaration, proves they match the port.
+        return cast(UnitOfWork, _UnitOfWork(self, tenant))
 
     def close(self) -> None:
         """Nothing to release."""

@@ -33,6 +33,7 @@ from ..domain.settings import SiteSettings
 __all__ = [
     "COLLECTIONS",
     "Collection",
+    "Repositories",
     "Repository",
     "Storage",
     "UnitOfWork",
@@ -142,8 +143,8 @@ class Repository(Protocol[T]):
         ...
 
 
-class UnitOfWork(Protocol):
-    """One transaction in one portal. Rolls back unless :meth:`commit` is called."""
+class Repositories(Protocol):
+    """One repository per collection, named like the collection, in one portal."""
 
     tenant: str
     products: Repository[Product]
@@ -160,6 +161,10 @@ class UnitOfWork(Protocol):
     handled_events: Repository[HandledEvent]
     mail: Repository[OutboxMessage]
     settings: Repository[SiteSettings]
+
+
+class UnitOfWork(Repositories, Protocol):
+    """One transaction in one portal. Rolls back unless :meth:`commit` is called."""
 
     def commit(self) -> None:
         """Make every change of this unit of work durable, atomically."""

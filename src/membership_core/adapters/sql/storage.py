@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -13,7 +13,6 @@ from sqlalchemy.engine import make_url
 
 from ...errors import ConfigurationError, Conflict, NotFound, StorageError
 from ...ports.storage import COLLECTIONS, UnitOfWork
-from .._repositories import Repositories
 from .migrations import migrate
 from .schema import RowMapper, mappers, tables
 
@@ -166,7 +165,7 @@ class _Repository(Generic[T]):
         return int(self._conn.execute(query).scalar_one())
 
 
-class _UnitOfWork(Repositories):
+class _UnitOfWork:
     def __init__(self, storage: SqlStorage, tenant: str, write: bool) -> None:
         self.tenant = tenant
         self._storage = storage
@@ -303,7 +302,9 @@ class SqlStorage:
 
     def unit_of_work(self, tenant: str, *, write: bool = True) -> UnitOfWork:
         """Open a unit of work in ``tenant`` (use it with ``with``)."""
-        return _UnitOfWork(self, tenant, write)
+        # Repositories are set per collection in __init__; the contract suite,
+        # not a static declaration, proves they match the port.
+        return cast(UnitOfWork, _UnitOfWork(self, tenant, write))
 
     def close(self) -> None:
         """Dispose of the connection pool."""
