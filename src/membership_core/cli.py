@@ -40,6 +40,7 @@ def _print_outline(outline: Outline, out: TextIO) -> None:
 
 def run_demo(directory: Path, out: TextIO = sys.stdout) -> int:
     """Build a small portal in ``directory``/demo.db and walk one member through it."""
+    directory = directory.resolve()  # printed paths work from anywhere
     if directory.exists():
         shutil.rmtree(directory)  # a previous run's files must not make this one fail
     directory.mkdir(parents=True)
