@@ -19,7 +19,18 @@ from membership_core.domain.events import EventRecord, HandledEvent
 from membership_core.domain.mail import EmailMessage, MailStatus, OutboxMessage
 from membership_core.domain.members import Member, MemberStatus, email_key
 from membership_core.domain.money import Money
-from membership_core.domain.offers import Offer, OfferStatus, PaymentType
+from membership_core.domain.offers import (
+    CheckoutPage,
+    ContactField,
+    FieldType,
+    Offer,
+    OfferProduct,
+    OfferStatus,
+    PaymentType,
+    ServiceAgreement,
+    Upsell,
+    UpsellKind,
+)
 from membership_core.domain.progress import CourseCompletion, LessonCompletion
 from membership_core.domain.settings import SiteSettings
 
@@ -89,6 +100,27 @@ def offer(**kw: Any) -> Offer:
     return Offer(**(values | kw))
 
 
+def offer_with_everything(**kw: Any) -> Offer:
+    page = CheckoutPage(
+        "Join",
+        "Copy",
+        "https://video.example.com/v",
+        (ContactField("company", "Company", FieldType.SELECT, True, ("A", "B")),),
+        ServiceAgreement("Terms", "Be nice."),
+    )
+    return offer(
+        image_url="https://cdn.example.com/o.png",
+        checkout_page=page,
+        upsell=Upsell("off_up", UpsellKind.ONE_CLICK),
+        **kw,
+    )
+
+
+def offer_product(**kw: Any) -> OfferProduct:
+    values: dict[str, Any] = {"id": _id("ofp"), "offer_id": "off_x", "product_id": "prod_x"}
+    return OfferProduct(**(values | kw))
+
+
 def member(**kw: Any) -> Member:
     email = kw.pop("email", f"m{next(_n)}@example.com")
     values: dict[str, Any] = {
@@ -133,6 +165,9 @@ def purchase(**kw: Any) -> Purchase:
         "idempotency_key": None,
         "created_at": T0,
         "paid_at": T0,
+        "terms_accepted_at": T0,
+        "terms_hash": "sha256:abc",
+        "contact": {"company": "A"},
     }
     return Purchase(**(values | kw))
 
@@ -221,7 +256,8 @@ BUILDERS: dict[str, Any] = {
     "products": product,
     "categories": category,
     "lessons": lesson,
-    "offers": offer,
+    "offers": offer_with_everything,
+    "offer_products": offer_product,
     "members": member,
     "enrollments": enrollment,
     "purchases": purchase,

@@ -90,3 +90,8 @@ class Purchase:
     idempotency_key: str | None
     created_at: datetime
     paid_at: datetime | None
+    #: When the buyer accepted the offer's service agreement, and a hash of its exact text.
+    terms_accepted_at: datetime | None = None
+    terms_hash: str | None = None
+    #: Answers to the checkout page's extra contact fields, by field name.
+    contact: dict[str, str] = attrs.field(factory=dict)

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from datetime import datetime
 
 import attrs
 
 from .money import Money
 
-__all__ = ["Offer", "OfferStatus", "PaymentType"]
+__all__ = [
+    "CheckoutPage",
+    "ContactField",
+    "FieldType",
+    "Offer",
+    "OfferProduct",
+    "OfferStatus",
+    "PaymentType",
+    "ServiceAgreement",
+    "Upsell",
+    "UpsellKind",
+    "terms_hash",
+]
 
 
 class PaymentType(enum.Enum):
@@ -28,6 +41,63 @@ class OfferStatus(enum.Enum):
     PUBLISHED = "published"
 
 
+class FieldType(enum.Enum):
+    """Kinds of extra contact fields a checkout page can ask for."""
+
+    TEXT = "text"
+    EMAIL = "email"
+    PHONE = "phone"
+    SELECT = "select"
+    CHECKBOX = "checkbox"
+
+
+@attrs.frozen
+class ContactField:
+    """An extra question on the checkout page; ``options`` only for ``select``."""
+
+    name: str
+    label: str
+    type: FieldType
+    required: bool = False
+    options: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ServiceAgreement:
+    """Terms and conditions the buyer must accept before paying."""
+
+    title: str
+    text: str
+
+
+@attrs.frozen
+class CheckoutPage:
+    """What the host renders on the offer's checkout page."""
+
+    headline: str = ""
+    copy: str = ""
+    video_url: str | None = None
+    fields: tuple[ContactField, ...] = ()
+    agreement: ServiceAgreement | None = None
+
+
+class UpsellKind(enum.Enum):
+    """How an upsell is offered after the initial purchase succeeded."""
+
+    #: Charged to the payment method just used, with one click.
+    ONE_CLICK = "one_click"
+    #: Shown when the buyer declined the one-click upsell.
+    DOWNSELL = "downsell"
+
+
+@attrs.frozen
+class Upsell:
+    """Another offer presented after this one is bought."""
+
+    offer_id: str
+    kind: UpsellKind
+
+
 @attrs.frozen
 class Offer:
     """An offer of one or more products (a bundle) for a price."""
@@ -40,3 +110,21 @@ class Offer:
     status: OfferStatus
     created_at: datetime
     updated_at: datetime
+    image_url: str | None = None
+    checkout_page: CheckoutPage = CheckoutPage()
+    upsell: Upsell | None = None
+
+
+@attrs.frozen
+class OfferProduct:
+    """One product of one offer: the index behind "offers that include this product"."""
+
+    id: str
+    offer_id: str
+    product_id: str
+
+
+def terms_hash(agreement: ServiceAgreement) -> str:
+    """SHA-256 of the exact title and text a buyer accepted, recorded with the purchase."""
+    exact = f"{agreement.title}\n\n{agreement.text}".encode()
+    return "sha256:" + hashlib.sha256(exact).hexdigest()

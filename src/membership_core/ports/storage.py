@@ -26,7 +26,7 @@ from ..domain.enrollments import Enrollment, Purchase
 from ..domain.events import EventRecord, HandledEvent
 from ..domain.mail import OutboxMessage
 from ..domain.members import Member
-from ..domain.offers import Offer
+from ..domain.offers import Offer, OfferProduct
 from ..domain.progress import CourseCompletion, LessonCompletion
 from ..domain.settings import SiteSettings
 
@@ -61,7 +61,13 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
     Collection("products", Product, indexes=(("title",), ("created_at",), ("updated_at",))),
     Collection("categories", Category, indexes=(("product_id",),)),
     Collection("lessons", Lesson, indexes=(("product_id",), ("category_id",))),
-    Collection("offers", Offer, indexes=(("title",),)),
+    Collection("offers", Offer, indexes=(("title",), ("created_at",), ("updated_at",))),
+    Collection(
+        "offer_products",
+        OfferProduct,
+        unique=(("offer_id", "product_id"),),
+        indexes=(("product_id",),),
+    ),
     Collection("members", Member, unique=(("email_key",),)),
     Collection("enrollments", Enrollment, indexes=(("member_id", "product_id"), ("purchase_id",))),
     Collection(
@@ -151,6 +157,7 @@ class Repositories(Protocol):
     categories: Repository[Category]
     lessons: Repository[Lesson]
     offers: Repository[Offer]
+    offer_products: Repository[OfferProduct]
     members: Repository[Member]
     enrollments: Repository[Enrollment]
     purchases: Repository[Purchase]

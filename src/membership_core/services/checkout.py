@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 import attrs
 
 from .. import _validate as v
@@ -15,7 +18,14 @@ from ..domain.enrollments import (
 from ..domain.events import AccessGranted, OfferPurchased
 from ..domain.members import email_key
 from ..domain.money import Money
-from ..domain.offers import Offer, OfferStatus, PaymentType
+from ..domain.offers import (
+    CheckoutPage,
+    FieldType,
+    Offer,
+    OfferStatus,
+    PaymentType,
+    terms_hash,
+)
 from ..errors import Conflict, PaymentDeclined, ValidationError
 from ..ports.payments import PaymentRequest, PaymentStatus
 from ..ports.storage import UnitOfWork
@@ -23,6 +33,46 @@ from ._context import Context, Service
 from .members import MembersService
 
 __all__ = ["CheckoutService"]
+
+# Digits with the usual separators and an optional leading +; real checks are the host's.
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,30}$")
+
+
+def _contact_answers(
+    page: CheckoutPage, contact: Mapping[str, str | bool] | None
+) -> dict[str, str]:
+    """Check the buyer's answers against the page's fields; return them as strings."""
+    if contact is None:
+        contact = {}
+    if not isinstance(contact, Mapping):
+        raise ValidationError("contact", "must be a mapping of field name to answer")
+    fields = {field.name: field for field in page.fields}
+    for name in contact:
+        if name not in fields:
+            raise ValidationError(f"contact.{name}", "is not a field of this checkout page")
+    answers: dict[str, str] = {}
+    for name, field in fields.items():
+        where = f"contact.{name}"
+        raw = contact.get(name)
+        if field.type is FieldType.CHECKBOX:
+            checked = v.boolean(where, raw) if raw is not None else False
+            if field.required and not checked:
+                raise ValidationError(where, f"{field.label!r} must be checked")
+            answers[name] = "true" if checked else "false"
+            continue
+        value = v.optional_text(where, raw, max_length=500)
+        if value is None:
+            if field.required:
+                raise ValidationError(where, f"{field.label!r} is required")
+            continue
+        if field.type is FieldType.EMAIL:
+            value = v.email(where, value)
+        elif field.type is FieldType.PHONE and not _PHONE.match(value):
+            raise ValidationError(where, f"{value!r} is not a phone number")
+        elif field.type is FieldType.SELECT and value not in field.options:
+            raise ValidationError(where, f"must be one of {', '.join(field.options)}")
+        answers[name] = value
+    return answers
 
 
 class CheckoutService(Service):
@@ -41,6 +91,8 @@ class CheckoutService(Service):
         first_name: str = "",
         last_name: str = "",
         idempotency_key: str | None = None,
+        contact: Mapping[str, str | bool] | None = None,
+        accept_terms: bool = False,
     ) -> Purchase:
         """Buy (or, for a free offer, claim) an offer for the buyer with ``email``.
 
@@ -49,6 +101,11 @@ class CheckoutService(Service):
         ``AccessGranted`` are recorded. A free offer goes through the ``manual``
         gateway and succeeds at once; a pending payment (e.g. a manual bank
         transfer) records a pending purchase that :meth:`confirm_payment` settles.
+
+        ``contact`` answers the checkout page's extra fields by name (required
+        ones must be there; ``select`` answers must be one of the options). When
+        the page has a service agreement, ``accept_terms`` must be true; the
+        purchase records when it was accepted and a hash of the exact text.
 
         Retrying with the same ``idempotency_key`` returns the first purchase
         and charges once; the same key with a different offer or buyer is a
@@ -60,6 +117,7 @@ class CheckoutService(Service):
         first = v.text("first_name", first_name, max_length=100, allow_empty=True)
         last = v.text("last_name", last_name, max_length=100, allow_empty=True)
         key = v.optional_text("idempotency_key", idempotency_key, max_length=200)
+        v.boolean("accept_terms", accept_terms)
 
         with self._ctx.uow(write=False) as uow:
             if key is not None:
@@ -69,6 +127,12 @@ class CheckoutService(Service):
             offer = self._require(uow.offers, "offer", offer_id, "offer_id")
             if offer.status is not OfferStatus.PUBLISHED:
                 raise Conflict(f"offer {offer_id!r} is not published", field="offer_id")
+            answers = _contact_answers(offer.checkout_page, contact)
+            agreement = offer.checkout_page.agreement
+            if agreement is not None and not accept_terms:
+                raise ValidationError(
+                    "accept_terms", f"the buyer must accept {agreement.title!r} to buy"
+                )
             currency = self._site(uow).currency
         amount = offer.price if offer.price is not None else Money.zero(currency)
         gateway_name = "manual" if offer.payment_type is PaymentType.FREE else self._default_gateway
@@ -101,6 +165,9 @@ class CheckoutService(Service):
                     key,
                     now,
                     now if paid else None,
+                    terms_accepted_at=now if agreement is not None else None,
+                    terms_hash=terms_hash(agreement) if agreement is not None else None,
+                    contact=answers,
                 )
                 uow.purchases.add(purchase)
                 if paid:
