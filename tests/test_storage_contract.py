@@ -7,6 +7,7 @@ from datetime import timedelta
 import attrs
 import pytest
 
+from membership_core.domain.mail import MailStatus
 from membership_core.errors import Conflict, NotFound
 from membership_core.ports.storage import COLLECTIONS, Storage
 
@@ -208,3 +209,44 @@ def test_find_in(storage: Storage) -> None:
         found = uow.lessons.find_in("category_id", ["c1", "c3", "nope"])
         assert sorted(x.id for x in found) == sorted([items[0].id, items[2].id])
         assert uow.lessons.find_in("category_id", []) == []
+
+
+def test_find_due_is_a_range_query_earliest_first(storage: Storage) -> None:
+    due_times = [f.T0 + timedelta(minutes=m) for m in (30, 10, 20, 40)]
+    messages = [f.outbox_message(next_attempt_at=t) for t in due_times]
+    sent = f.outbox_message(next_attempt_at=f.T0, status=MailStatus.SENT)
+    with storage.unit_of_work("t1") as uow:
+        for message in [*messages, sent]:
+            uow.mail.add(message)
+        uow.commit()
+    with storage.unit_of_work("t1") as uow:
+        at = f.T0 + timedelta(minutes=30)
+        due = uow.mail.find_due("next_attempt_at", at, {"status": MailStatus.QUEUED})
+        assert [m.next_attempt_at for m in due] == sorted(due_times[:3])
+        assert len(uow.mail.find_due("next_attempt_at", at, limit=2, claim=True)) == 2
+        assert uow.mail.find_due("next_attempt_at", f.T0 - timedelta(seconds=1)) == []
+        # None is never due
+        assert uow.events.find_due("dispatched_at", at) == []
+    with storage.unit_of_work("t2") as uow:
+        assert uow.mail.find_due("next_attempt_at", f.T0 + timedelta(days=1)) == []
+
+
+def test_claimed_rows_are_skipped_by_a_second_worker(postgres_url: str) -> None:
+    """On PostgreSQL, two workers claiming due work at once never take the same row."""
+    from membership_core.adapters.sql import SqlStorage
+
+    storage = SqlStorage(postgres_url)
+    try:
+        with storage.unit_of_work("t1") as uow:
+            for minute in range(4):
+                uow.mail.add(f.outbox_message(next_attempt_at=f.T0 + timedelta(minutes=minute)))
+            uow.commit()
+        at = f.T0 + timedelta(hours=1)
+        with storage.unit_of_work("t1") as first, storage.unit_of_work("t1") as second:
+            mine = first.mail.find_due("next_attempt_at", at, limit=2, claim=True)
+            theirs = second.mail.find_due("next_attempt_at", at, limit=10, claim=True)
+        assert len(mine) == 2
+        assert len(theirs) == 2
+        assert not {m.id for m in mine} & {m.id for m in theirs}
+    finally:
+        storage.close()

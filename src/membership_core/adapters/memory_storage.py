@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
 
@@ -129,6 +130,23 @@ class _Repository(Generic[T]):
 
     def count(self, where: Mapping[str, object] | None = None) -> int:
         return len(self._matching(where, None))
+
+    def find_due(
+        self,
+        field: str,
+        at: datetime,
+        where: Mapping[str, object] | None = None,
+        *,
+        limit: int | None = None,
+        claim: bool = False,
+    ) -> list[T]:
+        due = [
+            row
+            for row in self._matching(where, None)
+            if getattr(row, field) is not None and getattr(row, field) <= at
+        ]
+        due.sort(key=lambda row: (getattr(row, field), row.id))  # type: ignore[attr-defined]
+        return due if limit is None else due[:limit]
 
 
 class _UnitOfWork:

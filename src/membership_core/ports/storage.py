@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
@@ -146,6 +147,25 @@ class Repository(Protocol[T]):
 
     def count(self, where: Mapping[str, object] | None = None) -> int:
         """How many records match ``where``."""
+        ...
+
+    def find_due(
+        self,
+        field: str,
+        at: datetime,
+        where: Mapping[str, object] | None = None,
+        *,
+        limit: int | None = None,
+        claim: bool = False,
+    ) -> list[T]:
+        """Records whose ``field`` is set and at or before ``at``, earliest first.
+
+        One indexed range query (index ``field`` together with the ``where``
+        fields). ``claim=True`` locks the rows it returns until the unit of work
+        ends and skips rows another worker has locked (``FOR UPDATE SKIP
+        LOCKED`` on PostgreSQL; SQLite and memory serialize writers anyway), so
+        several workers can share scheduled work without taking the same item.
+        """
         ...
 
 

@@ -118,18 +118,12 @@ class MailService(Service):
         """
         now = self._ctx.now()
         with self._ctx.uow(write=False) as uow:
-            due = [
-                m
-                for m in uow.mail.find(
-                    {"status": MailStatus.QUEUED}, order_by=["next_attempt_at"], limit=limit
-                )
-                if m.next_attempt_at <= now
-            ]
-            due += [
-                m
-                for m in uow.mail.find({"status": MailStatus.SENDING}, limit=limit)
-                if m.next_attempt_at <= now
-            ]
+            # queued messages whose time has come, and claims whose worker died
+            due = uow.mail.find_due(
+                "next_attempt_at", now, {"status": MailStatus.QUEUED}, limit=limit
+            ) + uow.mail.find_due(
+                "next_attempt_at", now, {"status": MailStatus.SENDING}, limit=limit
+            )
         sent = failed = 0
         for candidate in due:
             message = self._claim(candidate.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
 
@@ -158,6 +159,27 @@ class _Repository(Generic[T]):
             .where(self._scoped(), column.in_([_plain(v) for v in values]))
             .order_by(self._table.c.id)
         )
+        return [self._mapper.from_row(row) for row in self._conn.execute(query).mappings()]
+
+    def find_due(
+        self,
+        field: str,
+        at: datetime,
+        where: Mapping[str, object] | None = None,
+        *,
+        limit: int | None = None,
+        claim: bool = False,
+    ) -> list[T]:
+        column = self._column(field)
+        query = (
+            sa.select(self._table)
+            .where(*self._where(where), column.is_not(None), column <= at)
+            .order_by(column, self._table.c.id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        if claim:
+            query = query.with_for_update(skip_locked=True)
         return [self._mapper.from_row(row) for row in self._conn.execute(query).mappings()]
 
     def count(self, where: Mapping[str, object] | None = None) -> int:
