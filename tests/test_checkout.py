@@ -172,3 +172,37 @@ def test_declined_payment_writes_nothing(open_portal: PortalFactory) -> None:
     assert portal.members.list() == []
     with portal.storage.unit_of_work(portal.tenant) as uow:
         assert uow.purchases.count() == 0
+
+
+@pytest.mark.parametrize("database", ["sqlite_url", "postgres_url"])
+def test_concurrent_first_purchases_by_one_new_buyer_share_the_member(
+    database: str, request: pytest.FixtureRequest
+) -> None:
+    from membership_core.testing import make_test_portal
+
+    # memory storage serializes whole units of work, so the race needs a database
+    portal = make_test_portal(request.getfixturevalue(database))
+    try:
+        one = build_course(portal, lessons=1, title="One")
+        two = build_course(portal, lessons=1, title="Two")
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(2)
+
+        def buy(offer_id: str) -> None:
+            barrier.wait()
+            try:
+                portal.checkout.purchase(offer_id, email="new@example.com")
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=buy, args=(c.offer.id,)) for c in (one, two)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        (member,) = portal.members.list()
+        for course in (one, two):
+            assert portal.access.can_view(member.id, course.lessons[0].id).allowed
+    finally:
+        portal.close()

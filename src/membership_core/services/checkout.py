@@ -151,37 +151,44 @@ class CheckoutService(Service):
             raise PaymentDeclined(result.decline_reason or "the payment was declined")
         paid = result.status is PaymentStatus.SUCCEEDED
         now = self._ctx.now()
-        try:
-            with self._ctx.uow() as uow:
-                member = self._members._find_or_create(uow, email, first, last, source="checkout")
-                purchase = Purchase(
-                    purchase_id,
-                    offer.id,
-                    member.id,
-                    PurchaseStatus.PAID if paid else PurchaseStatus.PENDING,
-                    amount,
-                    gateway_name,
-                    result.reference,
-                    key,
-                    now,
-                    now if paid else None,
-                    terms_accepted_at=now if agreement is not None else None,
-                    terms_hash=terms_hash(agreement) if agreement is not None else None,
-                    contact=answers,
-                )
-                uow.purchases.add(purchase)
-                if paid:
-                    self._grant(uow, offer, purchase)
-                uow.commit()
-        except Conflict:
-            # Another request with the same idempotency key won the race.
-            if key is None:
-                raise
-            with self._ctx.uow(write=False) as uow:
-                existing = self._by_key(uow, key, offer_id, email)
-            if existing is None:
-                raise
-            return existing
+        # The money has moved; only the bookkeeping may need a second go. A
+        # Conflict means a concurrent request won a race: the same idempotency
+        # key (return its purchase) or the same new email (the member exists
+        # now, so the next attempt finds it).
+        for attempt in range(3):
+            try:
+                with self._ctx.uow() as uow:
+                    member = self._members._find_or_create(
+                        uow, email, first, last, source="checkout"
+                    )
+                    purchase = Purchase(
+                        purchase_id,
+                        offer.id,
+                        member.id,
+                        PurchaseStatus.PAID if paid else PurchaseStatus.PENDING,
+                        amount,
+                        gateway_name,
+                        result.reference,
+                        key,
+                        now,
+                        now if paid else None,
+                        terms_accepted_at=now if agreement is not None else None,
+                        terms_hash=terms_hash(agreement) if agreement is not None else None,
+                        contact=answers,
+                    )
+                    uow.purchases.add(purchase)
+                    if paid:
+                        self._grant(uow, offer, purchase)
+                    uow.commit()
+                break
+            except Conflict:
+                if key is not None:
+                    with self._ctx.uow(write=False) as uow:
+                        existing = self._by_key(uow, key, offer_id, email)
+                    if existing is not None:
+                        return existing
+                if attempt == 2:
+                    raise
         self._committed()
         return purchase
 
