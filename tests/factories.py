@@ -26,13 +26,14 @@ from membership_core.domain.offers import (
     Offer,
     OfferProduct,
     OfferStatus,
-    PaymentType,
     ServiceAgreement,
     Upsell,
     UpsellKind,
 )
+from membership_core.domain.pricing import OneTime
 from membership_core.domain.progress import CourseCompletion, LessonCompletion
 from membership_core.domain.settings import SiteSettings
+from membership_core.domain.windows import AccessWindow, EndAfter, StartOn
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _n = itertools.count(1)
@@ -91,8 +92,7 @@ def offer(**kw: Any) -> Offer:
         "id": _id("off"),
         "title": "Offer",
         "product_ids": ("prod_x",),
-        "payment_type": PaymentType.ONE_TIME,
-        "price": Money(1999, "EUR"),
+        "plan": OneTime(Money(1999, "EUR")),
         "status": OfferStatus.DRAFT,
         "created_at": T0,
         "updated_at": T0,
@@ -112,6 +112,7 @@ def offer_with_everything(**kw: Any) -> Offer:
         image_url="https://cdn.example.com/o.png",
         checkout_page=page,
         upsell=Upsell("off_up", UpsellKind.ONE_CLICK),
+        access_window=AccessWindow(StartOn(T0), EndAfter(30)),
         **kw,
     )
 

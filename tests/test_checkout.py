@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 
 from membership_core import (
     AccessReason,
+    AccessWindow,
     Conflict,
+    EndAfter,
+    EndOn,
     Money,
     NotFound,
     PaymentDeclined,
-    PaymentType,
     PurchaseStatus,
+    StartOn,
     ValidationError,
 )
+from membership_core.domain.pricing import OneTime
 from membership_core.ports.payments import (
     GatewayCapabilities,
     PaymentRequest,
@@ -44,21 +49,8 @@ def test_offer_needs_a_published_product(open_portal: PortalFactory) -> None:
         ({"title": "T", "product_ids": []}, "product_ids"),
         ({"title": "T", "product_ids": "prod_1"}, "product_ids"),
         ({"title": "T", "product_ids": ["les_1"]}, "product_ids"),
-        ({"title": "T", "product_ids": ["prod_1"], "payment_type": "barter"}, "payment_type"),
-        ({"title": "T", "product_ids": ["prod_1"], "payment_type": "one_time"}, "price"),
-        (
-            {"title": "T", "product_ids": ["prod_1"], "price": Money(100, "USD")},
-            "price",
-        ),
-        (
-            {
-                "title": "T",
-                "product_ids": ["prod_1"],
-                "payment_type": "one_time",
-                "price": Money(0, "USD"),
-            },
-            "price",
-        ),
+        ({"title": "T", "product_ids": ["prod_1"], "plan": "one_time"}, "plan"),
+        ({"title": "T", "product_ids": ["prod_1"], "access_window": "forever"}, "access_window"),
     ],
 )
 def test_create_offer_validates(
@@ -68,6 +60,12 @@ def test_create_offer_validates(
     with pytest.raises(ValidationError) as info:
         portal.offers.create_offer(**kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_plans_validate_their_prices() -> None:
+    with pytest.raises(ValidationError) as info:
+        OneTime(Money(0, "USD"))
+    assert info.value.field == "price"
 
 
 def test_create_offer_checks_products_exist(open_portal: PortalFactory) -> None:
@@ -138,7 +136,7 @@ def test_manual_payment_stays_pending_until_confirmed(open_portal: PortalFactory
     portal = open_portal()
     course = build_course(portal, lessons=1)
     paid = portal.offers.create_offer(
-        "Paid", [course.product.id], payment_type="one_time", price=Money.of("49.00", "EUR")
+        "Paid", [course.product.id], plan=OneTime(Money.of("49.00", "EUR"))
     )
     portal.offers.publish(paid.id)
     purchase = portal.checkout.purchase(paid.id, email="a@example.com")
@@ -163,9 +161,7 @@ def test_declined_payment_writes_nothing(open_portal: PortalFactory) -> None:
 
     portal = open_portal(gateways={"declining": Declining()}, default_gateway="declining")
     course = build_course(portal, lessons=1)
-    paid = portal.offers.create_offer(
-        "Paid", [course.product.id], payment_type=PaymentType.ONE_TIME, price=Money(100, "USD")
-    )
+    paid = portal.offers.create_offer("Paid", [course.product.id], plan=OneTime(Money(100, "USD")))
     portal.offers.publish(paid.id)
     with pytest.raises(PaymentDeclined, match="no funds"):
         portal.checkout.purchase(paid.id, email="a@example.com")
@@ -206,3 +202,53 @@ def test_concurrent_first_purchases_by_one_new_buyer_share_the_member(
             assert portal.access.can_view(member.id, course.lessons[0].id).allowed
     finally:
         portal.close()
+
+
+def test_access_window_bounds_the_enrollments_checkout_grants(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    course = build_course(portal, lessons=1)
+    lesson = course.lessons[0].id
+    now = portal.clock.now()
+    cohort = AccessWindow(StartOn(now + timedelta(days=10)), EndAfter(30))
+    offer = portal.offers.create_offer("Cohort", [course.product.id], access_window=cohort)
+    portal.offers.publish(offer.id)
+    member_id = portal.checkout.purchase(offer.id, email="a@example.com").member_id
+    (enrollment,) = portal.access.enrollments(member_id)
+    assert enrollment.starts_at == now + timedelta(days=10)
+    assert enrollment.ends_at == now + timedelta(days=40)
+    assert portal.access.can_view(member_id, lesson).reason is AccessReason.NOT_STARTED
+    portal.clock.advance(days=10)
+    assert portal.access.can_view(member_id, lesson).allowed
+    portal.clock.advance(days=30)
+    assert portal.access.can_view(member_id, lesson).reason is AccessReason.EXPIRED
+
+
+def test_a_window_that_already_ended_refuses_checkout(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    course = build_course(portal, lessons=1)
+    ended = AccessWindow(end=EndOn(portal.clock.now() + timedelta(days=1)))
+    offer = portal.offers.create_offer("Short", [course.product.id], access_window=ended)
+    portal.offers.publish(offer.id)
+    portal.clock.advance(days=2)
+    with pytest.raises(ValidationError) as info:
+        portal.checkout.purchase(offer.id, email="a@example.com")
+    assert info.value.field == "access_window"
+    assert portal.members.list() == []
+
+
+def test_repricing_changes_new_purchases_only(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    course = build_course(portal, lessons=1)
+    offer = portal.offers.create_offer(
+        "Paid", [course.product.id], plan=OneTime(Money.of("10", "EUR"))
+    )
+    portal.offers.publish(offer.id)
+    early = portal.checkout.purchase(offer.id, email="early@example.com")
+    portal.offers.set_pricing(offer.id, OneTime(Money.of("25", "EUR")))
+    late = portal.checkout.purchase(offer.id, email="late@example.com")
+    assert late.amount == Money.of("25", "EUR")
+    assert portal.checkout.get(early.id).amount == Money.of("10", "EUR")
+    with pytest.raises(ValidationError) as info:
+        portal.offers.set_pricing(offer.id, "free")  # type: ignore[arg-type]
+    assert info.value.field == "plan"
+    assert portal.offers.get(offer.id).price == Money.of("25", "EUR")

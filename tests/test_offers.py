@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from membership_core import Money, PaymentType, ValidationError
+from membership_core import Money, ValidationError
 from membership_core.domain.offers import (
     CheckoutPage,
     ContactField,
@@ -15,6 +15,7 @@ from membership_core.domain.offers import (
     ServiceAgreement,
     UpsellKind,
 )
+from membership_core.domain.pricing import OneTime
 
 from .conftest import PortalFactory
 from .helpers import build_course
@@ -171,8 +172,7 @@ def test_search_and_offers_by_product(open_portal: PortalFactory) -> None:
     paid = portal.offers.create_offer(
         "Alpha premium",
         [a.product.id],
-        payment_type=PaymentType.ONE_TIME,
-        price=Money.of("99", "EUR"),
+        plan=OneTime(Money.of("99", "EUR")),
         image_url="https://cdn.example.com/a.png",
     )
     assert paid.image_url == "https://cdn.example.com/a.png"

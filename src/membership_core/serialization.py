@@ -115,15 +115,36 @@ def unstructure(value: object) -> Any:
     return _converter.unstructure(value)
 
 
-def structure(data: object, cls: type[T]) -> T:
-    """Build a ``cls`` value from JSON-safe data; raise ValidationError naming the bad path."""
+def _type_name(cls: object) -> str:
+    """A class's name; for a union alias such as ``PricingPlan``, its members' names."""
+    name = getattr(cls, "__name__", None)
+    if isinstance(name, str):
+        return name
+    members = typing.get_args(cls)
+    return "|".join(getattr(m, "__name__", repr(m)) for m in members) or repr(cls)
+
+
+@typing.overload
+def structure(data: object, cls: type[T]) -> T: ...
+
+
+@typing.overload
+def structure(data: object, cls: object) -> Any: ...
+
+
+def structure(data: object, cls: Any) -> Any:
+    """Build a ``cls`` value from JSON-safe data; raise ValidationError naming the bad path.
+
+    ``cls`` is a class or a union of classes (such as ``PricingPlan``).
+    """
+    name = _type_name(cls)
     try:
         return _converter.structure(data, cls)
     except ValidationError:
         raise
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, cattrs.BaseValidationError):
-            messages = cattrs.transform_error(exc, path=cls.__name__, format_exception=_describe)
+            messages = cattrs.transform_error(exc, path=name, format_exception=_describe)
             # "bad value @ Money.amount": the path after "@" is the field at fault;
             # a validator's own ValidationError knows its field more precisely.
             problem, _, field = messages[0].rpartition(" @ ") if messages else ("", "", "")
@@ -132,5 +153,5 @@ def structure(data: object, cls: type[T]) -> T:
                 field, problem = f"{field}.{inner.field}", inner.problem
             if len(messages) > 1:
                 problem = "; ".join(messages)
-            raise ValidationError(field or cls.__name__, problem) from exc
-        raise ValidationError(cls.__name__, str(exc)) from exc
+            raise ValidationError(field or name, problem) from exc
+        raise ValidationError(name, str(exc)) from exc

@@ -9,6 +9,8 @@ from datetime import datetime
 import attrs
 
 from .money import Money
+from .pricing import OneTime, PaymentPlan, PricingPlan, Subscription
+from .windows import AccessWindow
 
 __all__ = [
     "CheckoutPage",
@@ -105,14 +107,29 @@ class Offer:
     id: str
     title: str
     product_ids: tuple[str, ...]
-    payment_type: PaymentType
-    price: Money | None
+    plan: PricingPlan
     status: OfferStatus
     created_at: datetime
     updated_at: datetime
     image_url: str | None = None
-    checkout_page: CheckoutPage = CheckoutPage()
+    checkout_page: CheckoutPage = attrs.field(factory=CheckoutPage)
     upsell: Upsell | None = None
+    access_window: AccessWindow = attrs.field(factory=AccessWindow)
+
+    @property
+    def payment_type(self) -> PaymentType:
+        """Free, one-time, subscription or payment plan: the kind of ``plan``."""
+        return PaymentType(self.plan.kind)
+
+    @property
+    def price(self) -> Money | None:
+        """The headline price: the one-time price, the price per period, or the plan total."""
+        plan = self.plan
+        if isinstance(plan, OneTime | Subscription):
+            return plan.price
+        if isinstance(plan, PaymentPlan):
+            return plan.total
+        return None
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ from datetime import datetime
 from .. import _validate as v
 from ..domain.access import AccessDecision, decide
 from ..domain.catalog import Lesson, Product
+from ..domain.enrollments import Enrollment
 from ..domain.members import MemberStatus
 from ..domain.outline import Outline, build_outline
 from ..domain.progress import compute_progress
@@ -56,6 +57,18 @@ class AccessService(Service):
             decision=decision,
         )
         return override if isinstance(override, AccessDecision) else decision
+
+    def enrollments(self, member_id: str) -> list[Enrollment]:
+        """Every enrollment of the member, active or not, oldest first.
+
+        Each says which product it opens and its ``starts_at`` / ``ends_at``,
+        so a host can list "my courses" with their access dates.
+        """
+        v.identifier("member_id", member_id, "mem")
+        with self._ctx.uow(write=False) as uow:
+            self._require(uow.members, "member", member_id, "member_id")
+            found = uow.enrollments.find({"member_id": member_id})
+        return sorted(found, key=lambda enrollment: (enrollment.starts_at, enrollment.id))
 
     def outline(self, member_id: str, product_id: str, at: datetime | None = None) -> Outline:
         """The product's whole tree with each lesson's state for this member, and progress."""

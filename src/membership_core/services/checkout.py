@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 
 import attrs
 
@@ -26,6 +27,7 @@ from ..domain.offers import (
     PaymentType,
     terms_hash,
 )
+from ..domain.windows import resolve
 from ..errors import Conflict, PaymentDeclined, ValidationError
 from ..ports.payments import PaymentRequest, PaymentStatus
 from ..ports.storage import UnitOfWork
@@ -136,6 +138,7 @@ class CheckoutService(Service):
             currency = self._site(uow).currency
         amount = offer.price if offer.price is not None else Money.zero(currency)
         gateway_name = "manual" if offer.payment_type is PaymentType.FREE else self._default_gateway
+        starts_at, ends_at = resolve(offer.access_window, self._ctx.now())
         gateway = self._ctx.gateways[gateway_name]
         purchase_id = self._ctx.ids.new("pur")
         result = gateway.create_payment(
@@ -178,7 +181,7 @@ class CheckoutService(Service):
                     )
                     uow.purchases.add(purchase)
                     if paid:
-                        self._grant(uow, offer, purchase)
+                        self._grant(uow, offer, purchase, starts_at, ends_at)
                     uow.commit()
                 break
             except Conflict:
@@ -218,7 +221,8 @@ class CheckoutService(Service):
                 gateway_reference=ref or purchase.gateway_reference,
             )
             uow.purchases.update(purchase)
-            self._grant(uow, offer, purchase)
+            # the window counts from the payment: that is when access was bought
+            self._grant(uow, offer, purchase, *resolve(offer.access_window, self._ctx.now()))
             uow.commit()
         self._committed()
         return purchase
@@ -241,7 +245,14 @@ class CheckoutService(Service):
             )
         return purchase
 
-    def _grant(self, uow: UnitOfWork, offer: Offer, purchase: Purchase) -> None:
+    def _grant(
+        self,
+        uow: UnitOfWork,
+        offer: Offer,
+        purchase: Purchase,
+        starts_at: datetime,
+        ends_at: datetime | None,
+    ) -> None:
         self._record(
             uow,
             OfferPurchased,
@@ -258,8 +269,8 @@ class CheckoutService(Service):
                 EnrollmentSource.PURCHASE,
                 purchase.id,
                 EnrollmentStatus.ACTIVE,
-                now,
-                None,
+                starts_at,
+                ends_at,
                 now,
                 None,
             )

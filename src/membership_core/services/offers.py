@@ -10,7 +10,6 @@ import attrs
 
 from .. import _validate as v
 from ..domain.catalog import Category, Lesson, Product, ProductSort, ordered
-from ..domain.money import Money
 from ..domain.offers import (
     CheckoutPage,
     ContactField,
@@ -18,11 +17,12 @@ from ..domain.offers import (
     Offer,
     OfferProduct,
     OfferStatus,
-    PaymentType,
     ServiceAgreement,
     Upsell,
     UpsellKind,
 )
+from ..domain.pricing import Free, OneTime, PaymentPlan, PricingPlan, Subscription
+from ..domain.windows import AccessWindow
 from ..errors import Conflict, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Service
@@ -57,16 +57,25 @@ class OfferPreview:
     upsell: Offer | None
 
 
-def _validate_price(payment_type: PaymentType, price: object) -> Money | None:
-    if payment_type is PaymentType.FREE:
-        if price is not None and not (isinstance(price, Money) and price.amount == 0):
-            raise ValidationError("price", "a free offer has no price")
-        return None
-    if not isinstance(price, Money):
-        raise ValidationError("price", f"a {payment_type.value} offer needs a Money price")
-    if price.amount <= 0:
-        raise ValidationError("price", "must be more than zero")
-    return price
+_PLAN_TYPES = (Free, OneTime, Subscription, PaymentPlan)
+#: Plans checkout can sell today; the others arrive with recurring billing.
+_SELLABLE = (Free, OneTime)
+
+
+def _plan(value: object) -> PricingPlan:
+    if not isinstance(value, _PLAN_TYPES):
+        raise ValidationError(
+            "plan", "must be Free(), OneTime(price), Subscription(...) or PaymentPlan(...)"
+        )
+    if not isinstance(value, _SELLABLE):
+        raise ValidationError("plan", f"{value.kind} offers are not supported yet")
+    return value
+
+
+def _window(value: object) -> AccessWindow:
+    if not isinstance(value, AccessWindow):
+        raise ValidationError("access_window", "must be an AccessWindow")
+    return value
 
 
 def _http_url(field: str, value: object) -> str | None:
@@ -133,35 +142,36 @@ class OffersService(Service):
         title: str,
         product_ids: Sequence[str],
         *,
-        payment_type: PaymentType | str = PaymentType.FREE,
-        price: Money | None = None,
+        plan: PricingPlan | None = None,
         image_url: str | None = None,
+        access_window: AccessWindow | None = None,
     ) -> Offer:
-        """Create a draft offer of ``product_ids`` (a bundle when more than one)."""
+        """Create a draft offer of ``product_ids`` (a bundle when more than one).
+
+        ``plan`` is :class:`Free` (the default) or ``OneTime(price)``;
+        ``access_window`` says when the access bought starts and ends
+        (lifetime from purchase by default).
+        """
         title = v.text("title", title, max_length=200)
         if isinstance(product_ids, str) or not isinstance(product_ids, Sequence):
             raise ValidationError("product_ids", "must be a list of product ids")
         if not product_ids:
             raise ValidationError("product_ids", "must name at least one product")
         ids = tuple(dict.fromkeys(v.identifier("product_ids", p, "prod") for p in product_ids))
-        kind = v.choice("payment_type", payment_type, PaymentType)
-        if kind not in (PaymentType.FREE, PaymentType.ONE_TIME):
-            raise ValidationError(
-                "payment_type", f"{kind.value} offers are not supported yet (free, one_time)"
-            )
-        amount = _validate_price(kind, price)
+        pricing = _plan(Free() if plan is None else plan)
+        window = _window(AccessWindow() if access_window is None else access_window)
         image = _http_url("image_url", image_url)
         now = self._ctx.now()
         offer = Offer(
             self._ctx.ids.new("off"),
             title,
             ids,
-            kind,
-            amount,
+            pricing,
             OfferStatus.DRAFT,
             now,
             now,
             image_url=image,
+            access_window=window,
         )
         with self._ctx.uow() as uow:
             for product_id in ids:
@@ -192,6 +202,18 @@ class OffersService(Service):
         if not isinstance(image_url, _Unset):
             changes["image_url"] = _http_url("image_url", image_url)
         return self._change(offer_id, **changes)
+
+    def set_pricing(self, offer_id: str, plan: PricingPlan) -> Offer:
+        """Change the offer's price or plan, from now on.
+
+        Existing buyers keep what they agreed to: every purchase records its
+        own amount (and, for recurring plans, its own schedule).
+        """
+        return self._change(offer_id, plan=_plan(plan))
+
+    def set_access_window(self, offer_id: str, window: AccessWindow) -> Offer:
+        """Change when access bought from now on starts and ends."""
+        return self._change(offer_id, access_window=_window(window))
 
     def set_checkout_page(self, offer_id: str, page: CheckoutPage) -> Offer:
         """Replace the checkout page: headline, copy, video, extra fields, agreement.
@@ -240,7 +262,6 @@ class OffersService(Service):
                     f"offer {offer_id!r} has no published product; publish one first",
                     field="offer_id",
                 )
-            _validate_price(offer.payment_type, offer.price)
             offer = attrs.evolve(offer, status=OfferStatus.PUBLISHED, updated_at=self._ctx.now())
             uow.offers.update(offer)
             uow.commit()
