@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -245,6 +247,26 @@ class _UnitOfWork:
         self._transaction = None
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch the database file to WAL mode (persistent, so usually already done).
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked"
+    at once, without the busy handler, when connections opening a new file at
+    the same moment contend for it; so wait and retry up to the busy timeout.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqlStorage:
     """Storage in a SQL database through SQLAlchemy Core.
 
@@ -309,8 +331,8 @@ class SqlStorage:
                 deterministic=True,
             )
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
