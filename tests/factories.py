@@ -6,6 +6,7 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
+from membership_core.domain.billing import Billing, BillingStatus
 from membership_core.domain.catalog import Category, Lesson, LessonKind, Product, ProductStatus
 from membership_core.domain.certificates import Certificate
 from membership_core.domain.enrollments import (
@@ -30,7 +31,23 @@ from membership_core.domain.offers import (
     Upsell,
     UpsellKind,
 )
-from membership_core.domain.pricing import OneTime
+from membership_core.domain.payments import (
+    Payment,
+    PaymentState,
+    Refund,
+    RefundState,
+    WebhookEvent,
+)
+from membership_core.domain.pricing import (
+    BillingPeriod,
+    ChargeKind,
+    Coupon,
+    Interval,
+    OneTime,
+    PercentOff,
+    Repeating,
+    Subscription,
+)
 from membership_core.domain.progress import CourseCompletion, LessonCompletion
 from membership_core.domain.settings import SiteSettings
 from membership_core.domain.windows import AccessWindow, EndAfter, StartOn
@@ -169,8 +186,95 @@ def purchase(**kw: Any) -> Purchase:
         "terms_accepted_at": T0,
         "terms_hash": "sha256:abc",
         "contact": {"company": "A"},
+        "plan": OneTime(Money(4900, "USD")),
+        "method_reference": "test_pm_1",
+        "upsell_of": "pur_parent",
     }
     return Purchase(**(values | kw))
+
+
+def payment(**kw: Any) -> Payment:
+    values: dict[str, Any] = {
+        "id": _id("pay"),
+        "purchase_id": "pur_x",
+        "sequence": 2,
+        "kind": ChargeKind.RENEWAL,
+        "amount": Money(1999, "EUR"),
+        "state": PaymentState.SUCCEEDED,
+        "attempts": 3,
+        "gateway": "test",
+        "gateway_reference": "test_pay_1",
+        "due_at": T0,
+        "created_at": T0,
+        "updated_at": T0,
+        "paid_at": T0,
+        "failure_reason": "insufficient_funds",
+        "refunded": Money(500, "EUR"),
+    }
+    return Payment(**(values | kw))
+
+
+def billing(**kw: Any) -> Billing:
+    values: dict[str, Any] = {
+        "id": _id("bil"),
+        "purchase_id": "pur_x",
+        "member_id": "mem_x",
+        "offer_id": "off_x",
+        "plan": Subscription(
+            Money(1999, "EUR"),
+            BillingPeriod(Interval.MONTH),
+            trial_days=7,
+            setup_fee=Money(500, "EUR"),
+        ),
+        "coupon": Coupon("HALF", PercentOff(50), Repeating(3), offer_ids=["off_x"]),
+        "status": BillingStatus.PAST_DUE,
+        "started_at": T0,
+        "next_sequence": 3,
+        "next_charge_at": T0,
+        "paid_through": T0,
+        "failed_attempts": 2,
+        "first_failed_at": T0,
+        "canceled_at": None,
+        "ended_at": None,
+        "updated_at": T0,
+    }
+    return Billing(**(values | kw))
+
+
+def refund(**kw: Any) -> Refund:
+    values: dict[str, Any] = {
+        "id": _id("ref"),
+        "purchase_id": "pur_x",
+        "payment_id": "pay_x",
+        "amount": Money(500, "EUR"),
+        "state": RefundState.FAILED,
+        "reason": "requested_by_customer",
+        "gateway": "test",
+        "gateway_reference": "test_re_1",
+        "created_at": T0,
+        "updated_at": T0,
+        "failure_reason": "too late",
+    }
+    return Refund(**(values | kw))
+
+
+def webhook_event(**kw: Any) -> WebhookEvent:
+    values: dict[str, Any] = {
+        "id": _id("whe"),
+        "gateway": "test",
+        "event_id": _id("evt"),
+        "type": "payment_failed",
+        "payment_reference": "test_pay_1",
+        "amount": Money(1999, "EUR"),
+        "occurred_at": T0,
+        "received_at": T0,
+        "purchase_id": "pur_x",
+        "failure_reason": "card_declined",
+        "refund_reference": None,
+        "applied_at": T0,
+        "outcome": "applied",
+    }
+    return WebhookEvent(**(values | kw))
 
 
 def lesson_completion(**kw: Any) -> LessonCompletion:
@@ -262,6 +366,10 @@ BUILDERS: dict[str, Any] = {
     "members": member,
     "enrollments": enrollment,
     "purchases": purchase,
+    "payments": payment,
+    "billings": billing,
+    "refunds": refund,
+    "webhook_events": webhook_event,
     "lesson_completions": lesson_completion,
     "course_completions": course_completion,
     "certificates": certificate,

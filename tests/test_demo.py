@@ -51,6 +51,14 @@ def test_init_and_tick_commands(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "acme" in capsys.readouterr().out
     assert main(["tick", url, "--tenant", "acme", "--mailer", "memory://"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report == {"events_dispatched": 0, "mail_sent": 0, "mail_failed": 0}
+    assert report == {
+        "events_dispatched": 0,
+        "mail_sent": 0,
+        "mail_failed": 0,
+        "charges_succeeded": 0,
+        "charges_failed": 0,
+        "charges_pending": 0,
+        "webhooks_applied": 0,
+    }
     assert main(["tick", "mysql://nowhere"]) == 1
     assert "mysql" in capsys.readouterr().err

@@ -63,6 +63,7 @@ from .errors import (
     MembershipError,
     NotFound,
     PaymentDeclined,
+    RefundFailed,
     StorageError,
     ValidationError,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "OutlineCategory",
     "OutlineLesson",
     "PaymentDeclined",
+    "RefundFailed",
     "PaymentPlan",
     "PaymentType",
     "PercentOff",

@@ -20,6 +20,7 @@ __all__ = [
     "MembershipError",
     "NotFound",
     "PaymentDeclined",
+    "RefundFailed",
     "StorageError",
     "ValidationError",
 ]
@@ -66,6 +67,14 @@ class PaymentDeclined(MembershipError):
         super().__init__(f"payment declined: {reason}", field=None)
         self.reason = reason
         self.code = code
+
+
+class RefundFailed(MembershipError):
+    """The gateway refused a refund; nothing was given back, and access is unchanged."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"refund failed: {reason}", field=None)
+        self.reason = reason
 
 
 class InvalidToken(MembershipError):

@@ -22,6 +22,7 @@ from .ports.payments import PaymentGateway
 from .ports.storage import Storage
 from .services._context import Context
 from .services.access import AccessService
+from .services.billing import BillingService
 from .services.catalog import CatalogService
 from .services.certificates import CertificatesService
 from .services.checkout import CheckoutService
@@ -29,6 +30,7 @@ from .services.events import EventDispatcher
 from .services.mail import MailService
 from .services.members import MembersService
 from .services.offers import OffersService
+from .services.payments import PaymentsService
 from .services.progress import ProgressService
 from .services.settings import SettingsService
 
@@ -44,6 +46,13 @@ class TickReport:
     events_dispatched: int
     mail_sent: int
     mail_failed: int
+    #: Renewals and installments collected, refused (dunning retries them), and
+    #: left waiting for the buyer or a webhook.
+    charges_succeeded: int = 0
+    charges_failed: int = 0
+    charges_pending: int = 0
+    #: Stored webhook events applied late (their first application failed).
+    webhooks_applied: int = 0
 
 
 def _default_mailer_url(url: str) -> str:
@@ -77,6 +86,8 @@ class Portal:
         self.catalog = CatalogService(context)
         self.offers = OffersService(context)
         self.checkout = CheckoutService(context, self.members, default_gateway)
+        self.billing = BillingService(context)
+        self.payments = PaymentsService(context, self.checkout, self.billing)
         self.access = AccessService(context)
         self.progress = ProgressService(context, self.access)
         self.certificates = CertificatesService(context)
@@ -185,14 +196,26 @@ class Portal:
         self.mail.deliver_due()
 
     def tick(self) -> TickReport:
-        """Run scheduled work: re-deliver pending events, send due mail.
+        """Run scheduled work: collect due renewals and installments, re-deliver
+        pending events, send due mail.
 
         Safe to run from cron or any scheduler, repeatedly and from several
         workers at once: each effect happens once.
         """
+        webhooks = self.payments.apply_pending_webhooks()
+        self.payments.prune_webhooks()
+        run = self.billing.charge_due()
         dispatched = self._events.dispatch_pending()
         sent, failed = self.mail.deliver_due()
-        return TickReport(dispatched, sent, failed)
+        return TickReport(
+            dispatched,
+            sent,
+            failed,
+            charges_succeeded=run.succeeded,
+            charges_failed=run.failed,
+            charges_pending=run.pending,
+            webhooks_applied=webhooks,
+        )
 
     def close(self) -> None:
         """Release the storage (when this portal opened it)."""

@@ -9,6 +9,7 @@ from datetime import datetime
 import attrs
 
 from .money import Money
+from .pricing import PricingPlan
 
 __all__ = [
     "Enrollment",
@@ -71,6 +72,8 @@ class PurchaseStatus(enum.Enum):
 
     PENDING = "pending"
     PAID = "paid"
+    #: The first payment was refused after checkout (an asynchronous method failed).
+    FAILED = "failed"
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
     DISPUTED = "disputed"
@@ -78,7 +81,14 @@ class PurchaseStatus(enum.Enum):
 
 @attrs.frozen
 class Purchase:
-    """One buyer's purchase of one offer; ``amount`` is what they agreed to pay."""
+    """One buyer's purchase of one offer.
+
+    ``amount`` is what the buyer paid at checkout (for a subscription or
+    payment plan, the first charge); ``plan`` is the pricing plan they agreed
+    to, kept here so that later price changes never touch it.
+    ``method_reference`` is the payment method the gateway saved for later
+    charges (installments, renewals, a one-click upsell).
+    """
 
     id: str
     offer_id: str
@@ -95,3 +105,7 @@ class Purchase:
     terms_hash: str | None = None
     #: Answers to the checkout page's extra contact fields, by field name.
     contact: dict[str, str] = attrs.field(factory=dict)
+    plan: PricingPlan | None = None
+    method_reference: str | None = None
+    #: The purchase whose upsell this purchase is (one-click upsells and downsells).
+    upsell_of: str | None = None

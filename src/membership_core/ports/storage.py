@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 import attrs
 
+from ..domain.billing import Billing
 from ..domain.catalog import Category, Lesson, Product
 from ..domain.certificates import Certificate
 from ..domain.enrollments import Enrollment, Purchase
@@ -28,6 +29,7 @@ from ..domain.events import EventRecord, HandledEvent
 from ..domain.mail import OutboxMessage
 from ..domain.members import Member
 from ..domain.offers import Offer, OfferProduct
+from ..domain.payments import Payment, Refund, WebhookEvent
 from ..domain.progress import CourseCompletion, LessonCompletion
 from ..domain.settings import SiteSettings
 
@@ -75,7 +77,30 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         "purchases",
         Purchase,
         unique=(("idempotency_key",),),
-        indexes=(("member_id",), ("offer_id",)),
+        indexes=(("member_id",), ("offer_id",), ("gateway", "gateway_reference")),
+    ),
+    Collection(
+        "payments",
+        Payment,
+        unique=(("purchase_id", "sequence"),),
+        indexes=(("gateway", "gateway_reference"),),
+    ),
+    Collection(
+        "billings",
+        Billing,
+        unique=(("purchase_id",),),
+        indexes=(("next_charge_at",), ("member_id",)),
+    ),
+    Collection(
+        "refunds",
+        Refund,
+        indexes=(("purchase_id",), ("gateway", "gateway_reference")),
+    ),
+    Collection(
+        "webhook_events",
+        WebhookEvent,
+        unique=(("gateway", "event_id"),),
+        indexes=(("applied_at", "received_at"), ("received_at",)),
     ),
     Collection(
         "lesson_completions",
@@ -181,6 +206,10 @@ class Repositories(Protocol):
     members: Repository[Member]
     enrollments: Repository[Enrollment]
     purchases: Repository[Purchase]
+    payments: Repository[Payment]
+    billings: Repository[Billing]
+    refunds: Repository[Refund]
+    webhook_events: Repository[WebhookEvent]
     lesson_completions: Repository[LessonCompletion]
     course_completions: Repository[CourseCompletion]
     certificates: Repository[Certificate]

@@ -9,6 +9,8 @@ from datetime import datetime
 import attrs
 
 from .. import _validate as v
+from ..domain import billing as billing_rules
+from ..domain.billing import Billing
 from ..domain.enrollments import (
     Enrollment,
     EnrollmentSource,
@@ -24,17 +26,36 @@ from ..domain.offers import (
     FieldType,
     Offer,
     OfferStatus,
-    PaymentType,
+    UpsellKind,
     terms_hash,
 )
+from ..domain.payments import Payment, PaymentState
+from ..domain.pricing import Charge, Free, PaymentPlan, Subscription, schedule
 from ..domain.windows import resolve
 from ..errors import Conflict, PaymentDeclined, ValidationError
-from ..ports.payments import PaymentRequest, PaymentStatus
+from ..ports.payments import PaymentGateway, PaymentRequest, PaymentStatus, require_capability
 from ..ports.storage import UnitOfWork
 from ._context import Context, Service
 from .members import MembersService
 
 __all__ = ["CheckoutService"]
+
+
+def _sum(charges: list[Charge], currency: str) -> Money:
+    """What the charges due now add up to (zero in ``currency`` when there are none)."""
+    if not charges:
+        return Money.zero(currency)
+    return sum((charge.amount for charge in charges[1:]), charges[0].amount)
+
+
+def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
+    """The earlier of two optional ends, ``None`` meaning never."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return min(first, second)
+
 
 # Digits with the usual separators and an optional leading +; real checks are the host's.
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,30}$")
@@ -136,11 +157,30 @@ class CheckoutService(Service):
                     "accept_terms", f"the buyer must accept {agreement.title!r} to buy"
                 )
             currency = self._site(uow).currency
-        amount = offer.price if offer.price is not None else Money.zero(currency)
-        gateway_name = "manual" if offer.payment_type is PaymentType.FREE else self._default_gateway
-        starts_at, ends_at = resolve(offer.access_window, self._ctx.now())
+        now = self._ctx.now()
+        starts_at, ends_at = resolve(offer.access_window, now)
+        plan = offer.plan
+        gateway_name = "manual" if isinstance(plan, Free) else self._default_gateway
         gateway = self._ctx.gateways[gateway_name]
+        recurring = isinstance(plan, Subscription | PaymentPlan)
+        if recurring:
+            # Later charges need a saved method: refuse before any money moves.
+            require_capability(gateway, "off_session")
         purchase_id = self._ctx.ids.new("pur")
+        billing: Billing | None = None
+        if isinstance(plan, Subscription | PaymentPlan):
+            billing, initial = billing_rules.start(
+                self._ctx.ids.new("bil"),
+                purchase_id=purchase_id,
+                member_id="mem_pending",  # set below, once the member is known
+                offer_id=offer.id,
+                plan=plan,
+                coupon=None,
+                now=now,
+            )
+        else:
+            initial = schedule(plan, now)
+        amount = _sum(initial, currency)
         result = gateway.create_payment(
             PaymentRequest(
                 purchase_id=purchase_id,
@@ -148,12 +188,12 @@ class CheckoutService(Service):
                 description=offer.title,
                 customer_email=email,
                 idempotency_key=key or purchase_id,
+                save_method=recurring or self._wants_saved_method(offer, gateway),
             )
         )
         if result.status is PaymentStatus.DECLINED:
             raise PaymentDeclined(result.decline_reason or "the payment was declined")
         paid = result.status is PaymentStatus.SUCCEEDED
-        now = self._ctx.now()
         # The money has moved; only the bookkeeping may need a second go. A
         # Conflict means a concurrent request won a race: the same idempotency
         # key (return its purchase) or the same new email (the member exists
@@ -178,10 +218,20 @@ class CheckoutService(Service):
                         terms_accepted_at=now if agreement is not None else None,
                         terms_hash=terms_hash(agreement) if agreement is not None else None,
                         contact=answers,
+                        plan=plan,
+                        method_reference=result.method_reference,
                     )
                     uow.purchases.add(purchase)
+                    for charge in initial:
+                        uow.payments.add(
+                            self._payment(purchase, charge, paid, result.reference, now)
+                        )
                     if paid:
-                        self._grant(uow, offer, purchase, starts_at, ends_at)
+                        started = None
+                        if billing is not None:
+                            started = attrs.evolve(billing, member_id=member.id)
+                            uow.billings.add(started)
+                        self._grant(uow, offer, purchase, starts_at, ends_at, started)
                     uow.commit()
                 break
             except Conflict:
@@ -198,7 +248,9 @@ class CheckoutService(Service):
     def confirm_payment(self, purchase_id: str, *, reference: str | None = None) -> Purchase:
         """Mark a pending purchase paid (e.g. a bank transfer arrived) and grant access.
 
-        Confirming an already paid purchase changes nothing and returns it.
+        Confirming an already paid purchase changes nothing and returns it. For
+        a subscription or payment plan, billing starts now: later charges are
+        due counting from the confirmation.
         """
         v.identifier("purchase_id", purchase_id, "pur")
         ref = v.optional_text("reference", reference, max_length=200)
@@ -213,19 +265,82 @@ class CheckoutService(Service):
                     f"purchase {purchase_id!r} is {purchase.status.value}, not pending",
                     field="purchase_id",
                 )
-            offer = self._require(uow.offers, "offer", purchase.offer_id, "purchase_id")
-            purchase = attrs.evolve(
-                purchase,
-                status=PurchaseStatus.PAID,
-                paid_at=self._ctx.now(),
-                gateway_reference=ref or purchase.gateway_reference,
-            )
-            uow.purchases.update(purchase)
-            # the window counts from the payment: that is when access was bought
-            self._grant(uow, offer, purchase, *resolve(offer.access_window, self._ctx.now()))
+            purchase = self._settle(uow, purchase, ref)
             uow.commit()
         self._committed()
         return purchase
+
+    def _settle(self, uow: UnitOfWork, purchase: Purchase, reference: str | None) -> Purchase:
+        """The first payment of a pending purchase succeeded: mark it paid and grant access."""
+        now = self._ctx.now()
+        offer = self._require(uow.offers, "offer", purchase.offer_id, "purchase_id")
+        purchase = attrs.evolve(
+            purchase,
+            status=PurchaseStatus.PAID,
+            paid_at=now,
+            gateway_reference=reference or purchase.gateway_reference,
+        )
+        uow.purchases.update(purchase)
+        for payment in uow.payments.find({"purchase_id": purchase.id}):
+            if payment.state is PaymentState.PENDING:
+                uow.payments.update(
+                    attrs.evolve(
+                        payment,
+                        state=PaymentState.SUCCEEDED,
+                        gateway_reference=purchase.gateway_reference,
+                        paid_at=now,
+                        updated_at=now,
+                    )
+                )
+        billing = None
+        if isinstance(purchase.plan, Subscription | PaymentPlan):
+            billing, _ = billing_rules.start(
+                self._ctx.ids.new("bil"),
+                purchase_id=purchase.id,
+                member_id=purchase.member_id,
+                offer_id=purchase.offer_id,
+                plan=purchase.plan,
+                coupon=None,
+                now=now,
+            )
+            uow.billings.add(billing)
+        # The window counts from the payment: that is when access was bought.
+        self._grant(uow, offer, purchase, *resolve(offer.access_window, now), billing)
+        return purchase
+
+    def _payment(
+        self,
+        purchase: Purchase,
+        charge: Charge,
+        paid: bool,
+        reference: str | None,
+        now: datetime,
+    ) -> Payment:
+        return Payment(
+            self._ctx.ids.new("pay"),
+            purchase.id,
+            charge.sequence,
+            charge.kind,
+            charge.amount,
+            PaymentState.SUCCEEDED if paid else PaymentState.PENDING,
+            1,
+            purchase.gateway,
+            reference,
+            charge.due_at,
+            now,
+            now,
+            paid_at=now if paid else None,
+        )
+
+    @staticmethod
+    def _wants_saved_method(offer: Offer, gateway: PaymentGateway) -> bool:
+        """Save the method when a one-click upsell may charge it right after."""
+        upsell = offer.upsell
+        return (
+            upsell is not None
+            and upsell.kind is UpsellKind.ONE_CLICK
+            and gateway.capabilities.off_session
+        )
 
     def get(self, purchase_id: str) -> Purchase:
         """The purchase, or ``NotFound``."""
@@ -252,7 +367,10 @@ class CheckoutService(Service):
         purchase: Purchase,
         starts_at: datetime,
         ends_at: datetime | None,
+        billing: Billing | None = None,
     ) -> None:
+        if billing is not None:
+            ends_at = _earliest(ends_at, billing_rules.access_ends_at(billing))
         self._record(
             uow,
             OfferPurchased,

@@ -58,8 +58,6 @@ class OfferPreview:
 
 
 _PLAN_TYPES = (Free, OneTime, Subscription, PaymentPlan)
-#: Plans checkout can sell today; the others arrive with recurring billing.
-_SELLABLE = (Free, OneTime)
 
 
 def _plan(value: object) -> PricingPlan:
@@ -67,8 +65,6 @@ def _plan(value: object) -> PricingPlan:
         raise ValidationError(
             "plan", "must be Free(), OneTime(price), Subscription(...) or PaymentPlan(...)"
         )
-    if not isinstance(value, _SELLABLE):
-        raise ValidationError("plan", f"{value.kind} offers are not supported yet")
     return value
 
 
@@ -148,7 +144,8 @@ class OffersService(Service):
     ) -> Offer:
         """Create a draft offer of ``product_ids`` (a bundle when more than one).
 
-        ``plan`` is :class:`Free` (the default) or ``OneTime(price)``;
+        ``plan`` is :class:`Free` (the default), ``OneTime(price)``,
+        ``Subscription(...)`` or ``PaymentPlan(...)``;
         ``access_window`` says when the access bought starts and ends
         (lifetime from purchase by default).
         """

@@ -1,5 +1,6 @@
 """The public testing kit for host test suites: a frozen clock, deterministic ids,
-a captured mailbox, and a portal wired with them.
+a captured mailbox, a scriptable payment gateway (:class:`TestGateway`), and a
+portal wired with them.
 
 >>> from membership_core.testing import make_test_portal
 >>> portal = make_test_portal()
@@ -18,8 +19,16 @@ from ..adapters.mail_memory import MemoryMailer
 from ..portal import Portal
 from ..ports.payments import PaymentGateway
 from ..ports.storage import Storage
+from .gateway import TestGateway
 
-__all__ = ["FrozenClock", "MemoryMailer", "SequentialIds", "TestPortal", "make_test_portal"]
+__all__ = [
+    "FrozenClock",
+    "MemoryMailer",
+    "SequentialIds",
+    "TestGateway",
+    "TestPortal",
+    "make_test_portal",
+]
 
 #: Where test portals' clocks start unless told otherwise.
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -38,6 +47,13 @@ class TestPortal(Portal):
         return clock
 
     @property
+    def gateway(self) -> TestGateway:
+        """The scriptable gateway registered as ``"test"``: ``portal.gateway.script(...)``."""
+        gateway = self._context.gateways.get("test")
+        assert isinstance(gateway, TestGateway), "this portal's 'test' gateway was replaced"
+        return gateway
+
+    @property
     def mailer(self) -> MemoryMailer:
         """The captured mailbox: ``portal.mailer.sent``."""
         mailer = self._context.mailer
@@ -54,8 +70,14 @@ def make_test_portal(
     gateways: Mapping[str, PaymentGateway] | None = None,
     default_gateway: str = "manual",
 ) -> TestPortal:
-    """A portal on ``url`` with a :class:`FrozenClock`, sequential ids and a memory mailer."""
+    """A portal on ``url`` with a :class:`FrozenClock`, sequential ids and a memory mailer.
+
+    A :class:`TestGateway` on the same clock is registered as ``"test"``
+    (``portal.gateway``), besides the built-in ``manual`` one and any
+    ``gateways`` given; ``default_gateway="test"`` sends checkout through it.
+    """
     clock = FrozenClock(start)
+    gateways = {"test": TestGateway(clock=clock), **(gateways or {})}
     portal = Portal.open(
         url,
         tenant=tenant,

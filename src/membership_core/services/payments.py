@@ -1,0 +1,446 @@
+"""Money after checkout: gateway webhooks and refunds. ``portal.payments``.
+
+Webhooks go through an inbox. :meth:`PaymentsService.handle_webhook` has the
+gateway verify the request, then stores each event under its gateway's event
+id (a unique key, so a second delivery is recognised and dropped) and commits,
+and only then applies it in a transaction of its own. An event stored but not
+applied (the process died, or applying it failed) is applied by the next
+:meth:`Portal.tick`. Events are applied by what they say, not by their order:
+a payment already settled ignores a late or repeated outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from datetime import timedelta
+
+import attrs
+
+from .. import _validate as v
+from ..domain import billing as rules
+from ..domain.enrollments import EnrollmentStatus, Purchase, PurchaseStatus
+from ..domain.money import Money
+from ..domain.payments import Payment, PaymentState, Refund, RefundState, WebhookEvent
+from ..domain.pricing import PaymentPlan, Subscription
+from ..errors import Conflict, NotFound, RefundFailed, ValidationError
+from ..ports.payments import (
+    GatewayEvent,
+    GatewayEventType,
+    PaymentGateway,
+    PaymentResult,
+    PaymentStatus,
+    RefundRequest,
+    RefundStatus,
+    require_capability,
+)
+from ..ports.storage import UnitOfWork
+from ._context import Context, Service
+from .billing import BillingService
+from .checkout import CheckoutService
+
+__all__ = ["PaymentsService", "WebhookReceipt"]
+
+#: How long handled webhook events are kept (longer than any gateway retries them).
+WEBHOOK_RETENTION = timedelta(days=30)
+
+
+@attrs.frozen
+class WebhookReceipt:
+    """What one :meth:`PaymentsService.handle_webhook` call did with a request."""
+
+    #: Events new to the inbox.
+    received: int
+    #: Events seen before (a gateway's retry, or a replay), dropped.
+    duplicates: int
+    #: Of the new events, those applied now (the rest are retried by ``tick``).
+    applied: int
+
+
+class PaymentsService(Service):
+    """Webhooks and refunds. ``portal.payments``."""
+
+    def __init__(
+        self, context: Context, checkout: CheckoutService, billing: BillingService
+    ) -> None:
+        super().__init__(context)
+        self._checkout = checkout
+        self._billing = billing
+
+    # -- webhooks -------------------------------------------------------------------
+
+    def handle_webhook(
+        self, gateway: str, body: bytes, headers: Mapping[str, str]
+    ) -> WebhookReceipt:
+        """Verify and take in a gateway's webhook request; answer it 200 when this returns.
+
+        ``body`` is the raw request body, ``headers`` the request's headers.
+        A request that fails verification raises
+        :class:`~membership_core.errors.InvalidToken` (answer it 400) and
+        stores nothing.
+        """
+        adapter = self._gateway(gateway)
+        require_capability(adapter, "webhooks")
+        events = adapter.parse_webhook(body, headers, now=self._ctx.now())
+        received = duplicates = applied = 0
+        for event in events:
+            stored = self._store(gateway, event)
+            if stored is None:
+                duplicates += 1
+                continue
+            received += 1
+            if self._apply_stored(stored.id):
+                applied += 1
+        return WebhookReceipt(received, duplicates, applied)
+
+    def apply_pending_webhooks(self, *, limit: int = 100) -> int:
+        """Apply stored events not applied yet (run by ``tick``); return how many were."""
+        v.integer("limit", limit, minimum=1)
+        with self._ctx.uow(write=False) as uow:
+            waiting = uow.webhook_events.find(
+                {"applied_at": None}, order_by=("received_at",), limit=limit
+            )
+        return sum(1 for record in waiting if self._apply_stored(record.id))
+
+    def prune_webhooks(self) -> int:
+        """Forget applied events older than 30 days; return how many were removed."""
+        cutoff = self._ctx.now() - WEBHOOK_RETENTION
+        with self._ctx.uow() as uow:
+            old = uow.webhook_events.find_due("received_at", cutoff)
+            removed = 0
+            for record in old:
+                if record.applied_at is not None:
+                    uow.webhook_events.delete(record.id)
+                    removed += 1
+            uow.commit()
+        return removed
+
+    def webhook_events(self, *, limit: int = 100) -> list[WebhookEvent]:
+        """The most recently received events, newest first (for reconciliation screens)."""
+        v.integer("limit", limit, minimum=1)
+        with self._ctx.uow(write=False) as uow:
+            return uow.webhook_events.find(order_by=("received_at",), descending=True, limit=limit)
+
+    def _store(self, gateway: str, event: GatewayEvent) -> WebhookEvent | None:
+        record = WebhookEvent(
+            self._ctx.ids.new("whe"),
+            gateway,
+            event.id,
+            event.type.value,
+            event.payment_reference,
+            event.amount,
+            event.occurred_at,
+            self._ctx.now(),
+            purchase_id=event.purchase_id,
+            failure_reason=event.failure_reason,
+            refund_reference=event.refund_reference,
+        )
+        try:
+            with self._ctx.uow() as uow:
+                uow.webhook_events.add(record)
+                uow.commit()
+        except Conflict:
+            return None
+        return record
+
+    def _apply_stored(self, record_id: str) -> bool:
+        """Apply one stored event in its own transaction; False if it failed (retried later)."""
+        try:
+            with self._ctx.uow() as uow:
+                record = uow.webhook_events.get_for_update(record_id)
+                if record is None or record.applied_at is not None:
+                    return False
+                outcome = self._apply(uow, record)
+                uow.webhook_events.update(
+                    attrs.evolve(record, applied_at=self._ctx.now(), outcome=outcome)
+                )
+                uow.commit()
+        except Conflict:
+            return False  # a concurrent change won; the next tick tries again
+        self._committed()
+        return True
+
+    def _apply(self, uow: UnitOfWork, record: WebhookEvent) -> str:
+        kind = GatewayEventType(record.type)
+        if kind in (GatewayEventType.REFUND_SUCCEEDED,):
+            return self._refund_settled(uow, record)
+        payments = uow.payments.find(
+            {"gateway": record.gateway, "gateway_reference": record.payment_reference}
+        )
+        purchase = self._purchase_of(uow, record, payments)
+        if purchase is None:
+            return "ignored: no purchase has this payment reference"
+        if kind is GatewayEventType.DISPUTE_OPENED:
+            uow.purchases.update(attrs.evolve(purchase, status=PurchaseStatus.DISPUTED))
+            return "applied: purchase disputed"
+        if kind is GatewayEventType.DISPUTE_CLOSED:
+            if record.failure_reason is None:
+                uow.purchases.update(attrs.evolve(purchase, status=PurchaseStatus.PAID))
+                return "applied: dispute won"
+            self._revoke(uow, purchase)
+            uow.purchases.update(attrs.evolve(purchase, status=PurchaseStatus.REFUNDED))
+            return "applied: dispute lost, access revoked"
+        succeeded = kind is GatewayEventType.PAYMENT_SUCCEEDED
+        if purchase.status is PurchaseStatus.PENDING:
+            if succeeded:
+                self._checkout._settle(uow, purchase, record.payment_reference)
+                return "applied: purchase paid"
+            if kind is GatewayEventType.PAYMENT_FAILED:
+                uow.purchases.update(attrs.evolve(purchase, status=PurchaseStatus.FAILED))
+                for payment in payments:
+                    uow.payments.update(
+                        attrs.evolve(
+                            payment,
+                            state=PaymentState.FAILED,
+                            failure_reason=record.failure_reason or "failed",
+                            updated_at=self._ctx.now(),
+                        )
+                    )
+                return "applied: purchase failed"
+            return "ignored: the buyer still has to act"
+        later = [p for p in payments if p.sequence > 1 or purchase.status is PurchaseStatus.PAID]
+        for payment in later:
+            if payment.state is PaymentState.SUCCEEDED:
+                continue
+            status = PaymentStatus.SUCCEEDED if succeeded else PaymentStatus.DECLINED
+            if kind is GatewayEventType.PAYMENT_ACTION_REQUIRED:
+                status = PaymentStatus.ACTION_REQUIRED
+            result = PaymentResult(
+                status,
+                payment.amount,
+                reference=record.payment_reference,
+                decline_reason=record.failure_reason,
+            )
+            self._billing._apply(uow, purchase.id, payment.sequence, result)
+            return f"applied: charge {payment.sequence} {status.value}"
+        return "ignored: already settled"
+
+    @staticmethod
+    def _purchase_of(
+        uow: UnitOfWork, record: WebhookEvent, payments: list[Payment]
+    ) -> Purchase | None:
+        if payments:
+            return uow.purchases.get_for_update(payments[0].purchase_id)
+        # The first payment of a pending purchase may not have a reference stored
+        # yet (the gateway answered before giving one); the event names the purchase.
+        if record.purchase_id is not None:
+            purchase = uow.purchases.get_for_update(record.purchase_id)
+            if purchase is not None and purchase.gateway == record.gateway:
+                return purchase
+        found = uow.purchases.find(
+            {"gateway": record.gateway, "gateway_reference": record.payment_reference}, limit=1
+        )
+        return uow.purchases.get_for_update(found[0].id) if found else None
+
+    # -- refunds --------------------------------------------------------------------
+
+    def refund(
+        self,
+        purchase_id: str,
+        amount: Money | None = None,
+        *,
+        reason: str = "requested_by_customer",
+        keep_access: bool = False,
+    ) -> Purchase:
+        """Give back ``amount`` of a purchase (all of what is left when ``None``).
+
+        Refunds the purchase's most recent payments first. A refund of the
+        whole purchase ends its access now (unless ``keep_access``) and stops
+        its subscription or payment plan; other purchases of the same member,
+        such as an upsell bought with it, are untouched. A refund the gateway
+        refuses raises :class:`~membership_core.errors.RefundFailed` and
+        changes nothing.
+        """
+        v.identifier("purchase_id", purchase_id, "pur")
+        reason = v.text("reason", reason, max_length=200)
+        v.boolean("keep_access", keep_access)
+        if amount is not None and (not isinstance(amount, Money) or amount.amount <= 0):
+            raise ValidationError("amount", "must be Money above zero, or None for everything")
+        now = self._ctx.now()
+        with self._ctx.uow() as uow:
+            purchase = self._require_for_update(
+                uow.purchases, "purchase", purchase_id, "purchase_id"
+            )
+            if purchase.status not in (PurchaseStatus.PAID, PurchaseStatus.PARTIALLY_REFUNDED):
+                raise Conflict(
+                    f"purchase {purchase_id!r} is {purchase.status.value}; only paid "
+                    "purchases are refunded",
+                    field="purchase_id",
+                )
+            gateway = self._gateway(purchase.gateway)
+            plan, whole = self._refund_plan(uow, purchase, amount)
+            for payment, share in plan:
+                require_capability(gateway, "refunds")
+                if share != payment.amount:
+                    require_capability(gateway, "partial_refunds")
+            refunds = [
+                Refund(
+                    self._ctx.ids.new("ref"),
+                    purchase.id,
+                    payment.id,
+                    share,
+                    RefundState.PENDING,
+                    reason,
+                    purchase.gateway,
+                    None,
+                    now,
+                    now,
+                )
+                for payment, share in plan
+            ]
+            for refund in refunds:
+                uow.refunds.add(refund)
+            uow.commit()
+        # Recorded as pending first, so a crash here leaves a trace to reconcile.
+        failure: str | None = None
+        for (payment, _), refund in zip(plan, refunds, strict=True):
+            result = gateway.refund(
+                RefundRequest(
+                    payment_reference=payment.gateway_reference or purchase.gateway_reference or "",
+                    amount=refund.amount,
+                    reason=reason,
+                    idempotency_key=refund.id,
+                )
+            )
+            state = {
+                RefundStatus.SUCCEEDED: RefundState.SUCCEEDED,
+                RefundStatus.PENDING: RefundState.PENDING,
+                RefundStatus.FAILED: RefundState.FAILED,
+            }[result.status]
+            with self._ctx.uow() as uow:
+                self._refund_result(uow, refund, state, result.reference, result.failure_reason)
+                uow.commit()
+            if state is RefundState.FAILED:
+                failure = result.failure_reason or "refused by the gateway"
+        with self._ctx.uow() as uow:
+            purchase = self._require_for_update(
+                uow.purchases, "purchase", purchase_id, "purchase_id"
+            )
+            if failure is None and whole:
+                if not keep_access:
+                    self._revoke(uow, purchase)
+                self._stop_billing(uow, purchase)
+            uow.commit()
+        self._committed()
+        if failure is not None:
+            raise RefundFailed(failure)
+        return self._checkout.get(purchase_id)
+
+    def refunds(self, purchase_id: str) -> list[Refund]:
+        """Every refund of the purchase, oldest first."""
+        v.identifier("purchase_id", purchase_id, "pur")
+        with self._ctx.uow(write=False) as uow:
+            self._require(uow.purchases, "purchase", purchase_id, "purchase_id")
+            return uow.refunds.find({"purchase_id": purchase_id}, order_by=("created_at",))
+
+    def _refundable(self, uow: UnitOfWork, purchase_id: str) -> list[tuple[Payment, int]]:
+        """Succeeded payments with money left to give back (minor units), newest first.
+
+        Money promised by a pending refund is not left: two refunds at once
+        can never give back more than was paid.
+        """
+        pending: dict[str, int] = {}
+        for refund in uow.refunds.find({"purchase_id": purchase_id}):
+            if refund.state is RefundState.PENDING:
+                pending[refund.payment_id] = (
+                    pending.get(refund.payment_id, 0) + refund.amount.amount
+                )
+        payments = uow.payments.find({"purchase_id": purchase_id}, order_by=("sequence",))
+        left = [(p, p.refundable.amount - pending.get(p.id, 0)) for p in reversed(payments)]
+        return [(payment, remaining) for payment, remaining in left if remaining > 0]
+
+    def _refund_plan(
+        self, uow: UnitOfWork, purchase: Purchase, amount: Money | None
+    ) -> tuple[list[tuple[Payment, Money]], bool]:
+        """Which payments give back how much, and whether that is everything left."""
+        refundable = self._refundable(uow, purchase.id)
+        if not refundable:
+            raise Conflict(f"purchase {purchase.id!r} has nothing left to refund", field="amount")
+        currency = refundable[0][0].amount.currency
+        if amount is not None and amount.currency != currency:
+            raise ValidationError("amount", f"must be in {currency}, the purchase's currency")
+        available = sum(remaining for _, remaining in refundable)
+        wanted = available if amount is None else amount.amount
+        if wanted > available:
+            raise ValidationError(
+                "amount", f"is more than the {Money(available, currency)} left to refund"
+            )
+        plan: list[tuple[Payment, Money]] = []
+        rest = wanted
+        for payment, remaining in refundable:
+            if rest == 0:
+                break
+            share = min(rest, remaining)
+            plan.append((payment, Money(share, currency)))
+            rest -= share
+        return plan, wanted == available
+
+    def _refund_result(
+        self,
+        uow: UnitOfWork,
+        refund: Refund,
+        state: RefundState,
+        reference: str | None,
+        failure: str | None,
+    ) -> None:
+        """Record a refund's outcome; money given back counts on the payment and purchase."""
+        current = uow.refunds.get_for_update(refund.id)
+        if current is None or current.state is not RefundState.PENDING:
+            return
+        now = self._ctx.now()
+        uow.refunds.update(
+            attrs.evolve(
+                current,
+                state=state,
+                gateway_reference=reference or current.gateway_reference,
+                failure_reason=failure,
+                updated_at=now,
+            )
+        )
+        if state is not RefundState.SUCCEEDED:
+            return
+        payment = uow.payments.get_for_update(current.payment_id)
+        if payment is None:
+            return
+        refunded = current.amount if payment.refunded is None else payment.refunded + current.amount
+        uow.payments.update(attrs.evolve(payment, refunded=refunded, updated_at=now))
+        purchase = uow.purchases.get_for_update(current.purchase_id)
+        if purchase is None:
+            return
+        left = sum(p.refundable.amount for p in uow.payments.find({"purchase_id": purchase.id}))
+        status = PurchaseStatus.REFUNDED if left == 0 else PurchaseStatus.PARTIALLY_REFUNDED
+        uow.purchases.update(attrs.evolve(purchase, status=status))
+
+    def _refund_settled(self, uow: UnitOfWork, record: WebhookEvent) -> str:
+        if record.refund_reference is None:
+            return "ignored: no refund reference"
+        found = uow.refunds.find(
+            {"gateway": record.gateway, "gateway_reference": record.refund_reference}, limit=1
+        )
+        if not found:
+            return "ignored: unknown refund"
+        self._refund_result(uow, found[0], RefundState.SUCCEEDED, None, None)
+        return "applied: refund succeeded"
+
+    def _revoke(self, uow: UnitOfWork, purchase: Purchase) -> None:
+        """End the access this purchase (and only this one) granted."""
+        now = self._ctx.now()
+        for enrollment in uow.enrollments.find({"purchase_id": purchase.id}):
+            if enrollment.status is EnrollmentStatus.ACTIVE:
+                uow.enrollments.update(
+                    attrs.evolve(enrollment, status=EnrollmentStatus.REVOKED, revoked_at=now)
+                )
+
+    def _stop_billing(self, uow: UnitOfWork, purchase: Purchase) -> None:
+        if not isinstance(purchase.plan, Subscription | PaymentPlan):
+            return
+        for billing in uow.billings.find({"purchase_id": purchase.id}):
+            with contextlib.suppress(Conflict):  # already over
+                uow.billings.update(rules.cancel(billing, self._ctx.now(), at_period_end=False))
+
+    def _gateway(self, name: str) -> PaymentGateway:
+        name = v.text("gateway", name, max_length=100)
+        gateway = self._ctx.gateways.get(name)
+        if gateway is None:
+            raise NotFound("gateway", name, field="gateway")
+        return gateway
