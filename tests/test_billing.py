@@ -20,6 +20,7 @@ from hypothesis.stateful import (
 
 from membership_core import Money
 from membership_core.domain.billing import (
+    RETRY_GRACE,
     Billing,
     BillingStatus,
     DunningPolicy,
@@ -398,8 +399,8 @@ def test_failures_follow_the_dunning_policy_then_default() -> None:
     assert billing.status is BillingStatus.PAST_DUE
     assert (billing.failed_attempts, billing.first_failed_at) == (1, first)
     assert billing.next_charge_at == first + timedelta(days=5)
-    # Past due keeps access to the end of the paid period, not beyond.
-    assert access_ends_at(billing) == billing.paid_through
+    # Past due keeps access while retries are scheduled: to a grace after the next one.
+    assert access_ends_at(billing) == first + timedelta(days=5) + RETRY_GRACE
     billing = record_failure(billing, 2, first + timedelta(days=5, hours=1), policy)
     assert billing.first_failed_at == first
     assert billing.next_charge_at == first + timedelta(days=10)
@@ -408,9 +409,9 @@ def test_failures_follow_the_dunning_policy_then_default() -> None:
     assert billing.status is BillingStatus.DEFAULTED
     assert billing.failed_attempts == 3
     assert billing.next_charge_at is None
-    # Access already stopped at the end of the paid period; the default does not extend it.
-    assert billing.ended_at == billing.paid_through == datetime(2024, 2, 29, 9, 30, tzinfo=UTC)
-    assert access_ends_at(billing) == billing.ended_at
+    # Access is suspended once the last retry failed, not before.
+    assert billing.ended_at == last
+    assert access_ends_at(billing) == last
 
 
 def test_a_payment_plan_default_ends_access_now() -> None:
@@ -423,7 +424,14 @@ def test_a_payment_plan_default_ends_access_now() -> None:
 def test_a_failed_trial_conversion_is_past_due() -> None:
     billing = record_failure(begin(SUB_FEE_TRIAL), 2, day(14))
     assert billing.status is BillingStatus.PAST_DUE
-    assert access_ends_at(billing) == day(14)
+    assert billing.next_charge_at == day(16)
+    assert access_ends_at(billing) == day(16) + RETRY_GRACE
+
+
+def test_a_default_recorded_early_keeps_the_paid_period() -> None:
+    billing = record_failure(begin(SUB), 2, day(3), DunningPolicy(max_attempts=1))
+    assert billing.status is BillingStatus.DEFAULTED
+    assert billing.ended_at == billing.paid_through
 
 
 # ----------------------------------------------------------------------- DunningPolicy
@@ -731,13 +739,24 @@ class BillingMachine(RuleBasedStateMachine):
         )
 
     @invariant()
-    def a_subscription_never_grants_more_than_was_paid(self) -> None:
-        if not isinstance(self.billing.plan, Subscription):
+    def a_subscription_grants_the_paid_period_and_dunning_only(self) -> None:
+        billing = self.billing
+        if not isinstance(billing.plan, Subscription):
             return
-        assert self.billing.paid_through is not None
-        ends = access_ends_at(self.billing)
+        assert billing.paid_through is not None
+        ends = access_ends_at(billing)
         assert ends is not None
-        assert ends <= self.billing.paid_through
+        if billing.status is BillingStatus.PAST_DUE:
+            # Retries still scheduled: access to a grace after the next one, at least.
+            assert billing.next_charge_at is not None
+            assert ends == max(billing.paid_through, billing.next_charge_at + RETRY_GRACE)
+        elif billing.status is BillingStatus.DEFAULTED:
+            # Suspended when the last retry failed, never inside the paid period.
+            assert ends >= billing.paid_through
+            assert billing.first_failed_at is not None
+            assert ends <= max(billing.paid_through, billing.updated_at)
+        else:
+            assert ends <= billing.paid_through
 
 
 # Steps are capped so the file stays fast; max_examples comes from the loaded profile (ci/dev).

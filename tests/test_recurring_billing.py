@@ -119,8 +119,11 @@ def test_dunning_retries_then_defaults_and_ends_access(open_portal: PortalFactor
     portal.gateway.decline_method(purchase.method_reference, "expired_card")
     portal.clock.set(MONTHLY.period.advance(start))
     attempts = 0
-    for _ in range(40):  # daily ticks for 40 days: far past the 14-day dunning window
+    lesson = course.lessons[0].id
+    for day in range(40):  # daily ticks for 40 days: far past the 14-day dunning window
         attempts += portal.tick().charges_failed
+        # Past due keeps access while retries are scheduled, and not after.
+        assert portal.access.can_view(purchase.member_id, lesson).allowed is (day < 14)
         portal.clock.advance(days=1)
     assert attempts == portal.billing.dunning.max_attempts == 8
     billing = portal.billing.get(purchase.id)
@@ -130,9 +133,28 @@ def test_dunning_retries_then_defaults_and_ends_access(open_portal: PortalFactor
     assert payment.state is PaymentState.FAILED
     assert payment.attempts == 8
     assert payment.failure_reason == "expired_card"
-    reason = portal.access.can_view(purchase.member_id, course.lessons[0].id).reason
+    reason = portal.access.can_view(purchase.member_id, lesson).reason
     assert reason is AccessReason.EXPIRED
     assert _charged(portal.gateway) == Money.of("20", "EUR")
+
+
+def test_a_paid_retry_restores_access(open_portal: PortalFactory) -> None:
+    portal = open_portal(default_gateway="test")
+    course, offer_id = _sell(portal, MONTHLY)
+    start = portal.clock.now()
+    purchase = portal.checkout.purchase(offer_id, email="a@example.com")
+    portal.gateway.script(*[Decline("insufficient_funds")] * 7)
+    portal.clock.set(MONTHLY.period.advance(start))
+    lesson = course.lessons[0].id
+    for _ in range(7):
+        portal.tick()
+        assert portal.access.can_view(purchase.member_id, lesson).allowed
+        portal.clock.set(portal.billing.get(purchase.id).next_charge_at)  # type: ignore[arg-type]
+    assert portal.tick().charges_succeeded == 1  # the 8th and last attempt
+    billing = portal.billing.get(purchase.id)
+    assert billing.status is BillingStatus.ACTIVE
+    (enrollment,) = portal.access.enrollments(purchase.member_id)
+    assert enrollment.ends_at == billing.paid_through == MONTHLY.period.advance(start, 2)
 
 
 def test_a_retry_that_succeeds_keeps_the_calendar(open_portal: PortalFactory) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "BillingStatus",
     "DunningPolicy",
     "MAX_DUNNING_ATTEMPTS",
+    "RETRY_GRACE",
     "access_ends_at",
     "cancel",
     "charge_for",
@@ -65,6 +66,9 @@ __all__ = [
 
 #: The most attempts a :class:`DunningPolicy` may make on one charge.
 MAX_DUNNING_ATTEMPTS = 50
+
+#: How long past the next scheduled retry a past-due subscription keeps access.
+RETRY_GRACE = timedelta(days=1)
 # A window under a second could not space 49 retries a microsecond apart, and one over a
 # year is no longer dunning; both bounds also keep retry instants far from datetime's limits.
 _MIN_DUNNING_WINDOW = timedelta(seconds=1)
@@ -490,7 +494,7 @@ def record_failure(
     first_failed_at = billing.first_failed_at or moment
     retry = policy.retry_at(first_failed_at, failed)
     if retry is None:
-        ended_at = moment if billing.paid_through is None else billing.paid_through
+        ended_at = moment if billing.paid_through is None else max(moment, billing.paid_through)
         return attrs.evolve(
             billing,
             status=BillingStatus.DEFAULTED,
@@ -548,13 +552,20 @@ def cancel(billing: Billing, now: datetime, *, at_period_end: bool = True) -> Bi
 def access_ends_at(billing: Billing) -> datetime | None:
     """Until when ``billing`` grants access (exclusive); ``None``: billing sets no end.
 
-    A subscription gives access to ``paid_through`` while it runs (past due
-    included: the paid period is not taken back), then to ``ended_at``. A
-    payment plan gives open-ended access while it runs and once completed,
-    and access to ``ended_at`` once cancelled or defaulted.
+    A subscription gives access to ``paid_through`` while it is in good
+    standing. Past due, it keeps access while retries are scheduled: to
+    :data:`RETRY_GRACE` after the next retry (so a scheduler running a little
+    late never suspends a member whose retry would have succeeded), and never
+    less than the paid period. Cancelled or defaulted, access runs to
+    ``ended_at``. A payment plan gives open-ended access while it runs (past
+    due included) and once completed, and access to ``ended_at`` once
+    cancelled or defaulted.
     """
     if billing.status in (BillingStatus.CANCELED, BillingStatus.DEFAULTED):
         return billing.ended_at
     if isinstance(billing.plan, PaymentPlan):
         return None
+    if billing.status is BillingStatus.PAST_DUE and billing.next_charge_at is not None:
+        retry_end = billing.next_charge_at + RETRY_GRACE
+        return retry_end if billing.paid_through is None else max(billing.paid_through, retry_end)
     return billing.paid_through
