@@ -9,6 +9,7 @@ from typing import Any
 from membership_core.domain.billing import Billing, BillingStatus
 from membership_core.domain.catalog import Category, Lesson, LessonKind, Product, ProductStatus
 from membership_core.domain.certificates import Certificate
+from membership_core.domain.checkpoints import Checkpoint
 from membership_core.domain.enrollments import (
     Enrollment,
     EnrollmentSource,
@@ -189,6 +190,7 @@ def purchase(**kw: Any) -> Purchase:
         "plan": OneTime(Money(4900, "USD")),
         "method_reference": "test_pm_1",
         "upsell_of": "pur_parent",
+        "product_ids": ("prod_a", "prod_b"),
     }
     return Purchase(**(values | kw))
 
@@ -356,6 +358,11 @@ def site_settings(**kw: Any) -> SiteSettings:
     return SiteSettings(**kw)
 
 
+def checkpoint(**kw: Any) -> Checkpoint:
+    values: dict[str, Any] = {"id": _id("chk"), "position": 1234, "updated_at": T0}
+    return Checkpoint(**(values | kw))
+
+
 #: One builder per storage collection, by collection name.
 BUILDERS: dict[str, Any] = {
     "products": product,
@@ -377,4 +384,5 @@ BUILDERS: dict[str, Any] = {
     "handled_events": handled_event,
     "mail": outbox_message,
     "settings": site_settings,
+    "checkpoints": checkpoint,
 }

@@ -59,6 +59,7 @@ def test_init_and_tick_commands(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "charges_failed": 0,
         "charges_pending": 0,
         "webhooks_applied": 0,
+        "access_repaired": 0,
     }
     assert main(["tick", "mysql://nowhere"]) == 1
     assert "mysql" in capsys.readouterr().err

@@ -53,6 +53,8 @@ class TickReport:
     charges_pending: int = 0
     #: Stored webhook events applied late (their first application failed).
     webhooks_applied: int = 0
+    #: Paid-but-not-entitled grants repaired by reconciliation.
+    access_repaired: int = 0
 
 
 def _default_mailer_url(url: str) -> str:
@@ -196,8 +198,9 @@ class Portal:
         self.mail.deliver_due()
 
     def tick(self) -> TickReport:
-        """Run scheduled work: collect due renewals and installments, re-deliver
-        pending events, send due mail.
+        """Run scheduled work: apply webhook events left unapplied, collect due
+        renewals and installments, reconcile a batch of paid purchases with
+        their access, re-deliver pending events, send due mail.
 
         Safe to run from cron or any scheduler, repeatedly and from several
         workers at once: each effect happens once.
@@ -205,6 +208,7 @@ class Portal:
         webhooks = self.payments.apply_pending_webhooks()
         self.payments.prune_webhooks()
         run = self.billing.charge_due()
+        repaired = self.payments.reconcile_step()
         dispatched = self._events.dispatch_pending()
         sent, failed = self.mail.deliver_due()
         return TickReport(
@@ -215,6 +219,7 @@ class Portal:
             charges_failed=run.failed,
             charges_pending=run.pending,
             webhooks_applied=webhooks,
+            access_repaired=len(repaired),
         )
 
     def close(self) -> None:

@@ -109,3 +109,5 @@ class Purchase:
     method_reference: str | None = None
     #: The purchase whose upsell this purchase is (one-click upsells and downsells).
     upsell_of: str | None = None
+    #: The products the offer sold at the time of purchase: what it entitles to.
+    product_ids: tuple[str, ...] = ()

@@ -24,6 +24,7 @@ import attrs
 from ..domain.billing import Billing
 from ..domain.catalog import Category, Lesson, Product
 from ..domain.certificates import Certificate
+from ..domain.checkpoints import Checkpoint
 from ..domain.enrollments import Enrollment, Purchase
 from ..domain.events import EventRecord, HandledEvent
 from ..domain.mail import OutboxMessage
@@ -77,7 +78,12 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         "purchases",
         Purchase,
         unique=(("idempotency_key",),),
-        indexes=(("member_id",), ("offer_id",), ("gateway", "gateway_reference")),
+        indexes=(
+            ("member_id",),
+            ("offer_id",),
+            ("gateway", "gateway_reference"),
+            ("status", "paid_at"),
+        ),
     ),
     Collection(
         "payments",
@@ -123,6 +129,7 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         indexes=(("status", "next_attempt_at"),),
     ),
     Collection("settings", SiteSettings),
+    Collection("checkpoints", Checkpoint),
 )
 
 
@@ -217,6 +224,7 @@ class Repositories(Protocol):
     handled_events: Repository[HandledEvent]
     mail: Repository[OutboxMessage]
     settings: Repository[SiteSettings]
+    checkpoints: Repository[Checkpoint]
 
 
 class UnitOfWork(Repositories, Protocol):

@@ -220,6 +220,7 @@ class CheckoutService(Service):
                         contact=answers,
                         plan=plan,
                         method_reference=result.method_reference,
+                        product_ids=offer.product_ids,
                     )
                     uow.purchases.add(purchase)
                     for charge in initial:
@@ -379,7 +380,7 @@ class CheckoutService(Service):
             member_id=purchase.member_id,
         )
         now = self._ctx.now()
-        for product_id in offer.product_ids:
+        for product_id in purchase.product_ids or offer.product_ids:
             enrollment = Enrollment(
                 self._ctx.ids.new("enr"),
                 purchase.member_id,

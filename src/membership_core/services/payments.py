@@ -12,17 +12,28 @@ a payment already settled ignores a late or repeated outcome.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 import attrs
 
 from .. import _validate as v
 from ..domain import billing as rules
-from ..domain.enrollments import EnrollmentStatus, Purchase, PurchaseStatus
+from ..domain.billing import Billing
+from ..domain.checkpoints import Checkpoint
+from ..domain.enrollments import (
+    Enrollment,
+    EnrollmentSource,
+    EnrollmentStatus,
+    Purchase,
+    PurchaseStatus,
+)
+from ..domain.events import AccessGranted
 from ..domain.money import Money
+from ..domain.offers import Offer
 from ..domain.payments import Payment, PaymentState, Refund, RefundState, WebhookEvent
 from ..domain.pricing import PaymentPlan, Subscription
+from ..domain.windows import resolve
 from ..errors import Conflict, NotFound, RefundFailed, ValidationError
 from ..ports.payments import (
     GatewayEvent,
@@ -39,10 +50,13 @@ from ._context import Context, Service
 from .billing import BillingService
 from .checkout import CheckoutService
 
-__all__ = ["PaymentsService", "WebhookReceipt"]
+__all__ = ["EntitlementGap", "PaymentsService", "WebhookReceipt"]
 
 #: How long handled webhook events are kept (longer than any gateway retries them).
 WEBHOOK_RETENTION = timedelta(days=30)
+#: Purchases that entitle their member to access.
+_ENTITLED = (PurchaseStatus.PAID, PurchaseStatus.PARTIALLY_REFUNDED)
+_BATCH = 500
 
 
 @attrs.frozen
@@ -55,6 +69,24 @@ class WebhookReceipt:
     duplicates: int
     #: Of the new events, those applied now (the rest are retried by ``tick``).
     applied: int
+
+
+@attrs.frozen
+class EntitlementGap:
+    """A paid purchase whose access to one product is missing or ends too early.
+
+    ``problem`` is ``"missing"`` (no grant at all) or ``"short"`` (the grant
+    ends at ``ends_at`` though the billing has paid to ``should_end_at``).
+    ``repaired`` says whether :meth:`PaymentsService.reconcile` fixed it.
+    """
+
+    purchase_id: str
+    member_id: str
+    product_id: str
+    problem: str
+    ends_at: datetime | None
+    should_end_at: datetime | None
+    repaired: bool
 
 
 class PaymentsService(Service):
@@ -239,21 +271,32 @@ class PaymentsService(Service):
         purchase_id: str,
         amount: Money | None = None,
         *,
+        product_ids: Sequence[str] | None = None,
         reason: str = "requested_by_customer",
         keep_access: bool = False,
     ) -> Purchase:
         """Give back ``amount`` of a purchase (all of what is left when ``None``).
 
-        Refunds the purchase's most recent payments first. A refund of the
-        whole purchase ends its access now (unless ``keep_access``) and stops
-        its subscription or payment plan; other purchases of the same member,
-        such as an upsell bought with it, are untouched. A refund the gateway
-        refuses raises :class:`~membership_core.errors.RefundFailed` and
-        changes nothing.
+        Refunds the purchase's most recent payments first. Access acts per
+        line: ``product_ids`` names the products of a bundle the refund is for,
+        and only their access from *this* purchase ends; without it, a refund
+        of the whole purchase ends all the access it granted and a partial one
+        ends none. A whole refund also stops the purchase's subscription or
+        payment plan. ``keep_access=True`` ends no access at all. Access the
+        member holds through other purchases (an upsell, another order of the
+        same course) is never touched. A refund the gateway refuses raises
+        :class:`~membership_core.errors.RefundFailed` and ends no access.
         """
         v.identifier("purchase_id", purchase_id, "pur")
         reason = v.text("reason", reason, max_length=200)
         v.boolean("keep_access", keep_access)
+        lines = None
+        if product_ids is not None:
+            if isinstance(product_ids, str) or not isinstance(product_ids, Sequence):
+                raise ValidationError("product_ids", "must be a list of product ids")
+            if not product_ids:
+                raise ValidationError("product_ids", "must name at least one product")
+            lines = {v.identifier("product_ids", p, "prod") for p in product_ids}
         if amount is not None and (not isinstance(amount, Money) or amount.amount <= 0):
             raise ValidationError("amount", "must be Money above zero, or None for everything")
         now = self._ctx.now()
@@ -267,6 +310,13 @@ class PaymentsService(Service):
                     "purchases are refunded",
                     field="purchase_id",
                 )
+            if lines is not None:
+                granted = {e.product_id for e in uow.enrollments.find({"purchase_id": purchase.id})}
+                stray = sorted(lines - granted)
+                if stray:
+                    raise ValidationError(
+                        "product_ids", f"{', '.join(stray)} not granted by this purchase"
+                    )
             gateway = self._gateway(purchase.gateway)
             plan, whole = self._refund_plan(uow, purchase, amount)
             for payment, share in plan:
@@ -316,10 +366,11 @@ class PaymentsService(Service):
             purchase = self._require_for_update(
                 uow.purchases, "purchase", purchase_id, "purchase_id"
             )
-            if failure is None and whole:
-                if not keep_access:
-                    self._revoke(uow, purchase)
-                self._stop_billing(uow, purchase)
+            if failure is None:
+                if not keep_access and (whole or lines is not None):
+                    self._revoke(uow, purchase, lines)
+                if whole:
+                    self._stop_billing(uow, purchase)
             uow.commit()
         self._committed()
         if failure is not None:
@@ -422,10 +473,191 @@ class PaymentsService(Service):
         self._refund_result(uow, found[0], RefundState.SUCCEEDED, None, None)
         return "applied: refund succeeded"
 
-    def _revoke(self, uow: UnitOfWork, purchase: Purchase) -> None:
-        """End the access this purchase (and only this one) granted."""
+    # -- reconciliation ---------------------------------------------------------------
+
+    def reconcile(self, *, repair: bool = True) -> list[EntitlementGap]:
+        """Every paid purchase whose access is missing or short ("paid but not entitled").
+
+        A paid purchase entitles its member to each product it sold, from its
+        access window, and a subscription to the end of the period paid. A
+        grant that was never written (a crash, a bug, a hand edit) is
+        *missing*; one that ends before the billing says is *short*. With
+        ``repair`` (the default) each gap is fixed: the grant written or
+        extended, with its ``AccessGranted`` event. Access revoked on purpose
+        (a refund) is not a gap. ``tick()`` runs this a batch at a time.
+        """
+        v.boolean("repair", repair)
+        gaps: list[EntitlementGap] = []
+        for status in _ENTITLED:
+            offset = 0
+            while True:
+                found, batch_gaps = self._reconcile_batch(status, offset, _BATCH, repair)
+                gaps.extend(batch_gaps)
+                if found < _BATCH:
+                    break
+                offset += _BATCH
+        return gaps
+
+    def reconcile_step(self, *, batch_size: int = 200) -> list[EntitlementGap]:
+        """Reconcile the next ``batch_size`` paid purchases, wrapping around; run by ``tick``.
+
+        Where the previous step stopped is kept in storage (one checkpoint per
+        purchase status), so successive ticks cover every purchase without any
+        one of them scanning them all.
+        """
+        v.integer("batch_size", batch_size, minimum=1)
+        gaps: list[EntitlementGap] = []
+        for status in _ENTITLED:
+            name = f"reconcile:{status.value}"
+            with self._ctx.uow(write=False) as uow:
+                mark = uow.checkpoints.get(name)
+            offset = 0 if mark is None else mark.position
+            found, batch_gaps = self._reconcile_batch(status, offset, batch_size, repair=True)
+            gaps.extend(batch_gaps)
+            checkpoint = Checkpoint(
+                name, 0 if found < batch_size else offset + found, self._ctx.now()
+            )
+            with self._ctx.uow() as uow:
+                if uow.checkpoints.get_for_update(name) is None:
+                    uow.checkpoints.add(checkpoint)
+                else:
+                    uow.checkpoints.update(checkpoint)
+                uow.commit()
+        return gaps
+
+    def _reconcile_batch(
+        self, status: PurchaseStatus, offset: int, limit: int, repair: bool
+    ) -> tuple[int, list[EntitlementGap]]:
+        now = self._ctx.now()
+        gaps: list[EntitlementGap] = []
+        with self._ctx.uow() as uow:
+            purchases = uow.purchases.find(
+                {"status": status}, order_by=("paid_at",), limit=limit, offset=offset
+            )
+            ids = [purchase.id for purchase in purchases]
+            enrollments = uow.enrollments.find_in("purchase_id", ids) if ids else []
+            billings = uow.billings.find_in("purchase_id", ids) if ids else []
+            by_purchase: dict[str, list[Enrollment]] = {}
+            for enrollment in enrollments:
+                by_purchase.setdefault(enrollment.purchase_id or "", []).append(enrollment)
+            billing_of = {billing.purchase_id: billing for billing in billings}
+            for purchase in purchases:
+                gaps.extend(
+                    self._gaps(
+                        uow,
+                        purchase,
+                        by_purchase.get(purchase.id, []),
+                        billing_of.get(purchase.id),
+                        now,
+                        repair,
+                    )
+                )
+            if repair and gaps:
+                uow.commit()
+        if repair and gaps:
+            self._committed()
+        return len(purchases), gaps
+
+    def _gaps(
+        self,
+        uow: UnitOfWork,
+        purchase: Purchase,
+        enrollments: list[Enrollment],
+        billing: Billing | None,
+        now: datetime,
+        repair: bool,
+    ) -> list[EntitlementGap]:
+        products = purchase.product_ids
+        offer = None
+        if not products:
+            offer = uow.offers.get(purchase.offer_id)
+            products = offer.product_ids if offer is not None else ()
+        should_end = rules.access_ends_at(billing) if billing is not None else None
+        recurring = isinstance(purchase.plan, Subscription | PaymentPlan)
+        gaps = []
+        for product_id in products:
+            held = [e for e in enrollments if e.product_id == product_id]
+            if not held:
+                if recurring and billing is None:
+                    continue  # bought, but its billing never started: nothing to grant from
+                if should_end is not None and should_end <= now:
+                    continue  # whatever was paid for is over
+                gap = EntitlementGap(
+                    purchase.id, purchase.member_id, product_id, "missing", None, should_end, repair
+                )
+                if repair:
+                    self._regrant(uow, purchase, product_id, should_end, offer, now)
+                gaps.append(gap)
+                continue
+            active = [e for e in held if e.status is EnrollmentStatus.ACTIVE]
+            if not active or should_end is None or billing is None:
+                continue
+            if not isinstance(billing.plan, Subscription):
+                continue
+            latest = max(active, key=lambda e: (e.ends_at is None, e.ends_at or now))
+            if latest.ends_at is not None and latest.ends_at < should_end:
+                gaps.append(
+                    EntitlementGap(
+                        purchase.id,
+                        purchase.member_id,
+                        product_id,
+                        "short",
+                        latest.ends_at,
+                        should_end,
+                        repair,
+                    )
+                )
+                if repair:
+                    uow.enrollments.update(attrs.evolve(latest, ends_at=should_end))
+        return gaps
+
+    def _regrant(
+        self,
+        uow: UnitOfWork,
+        purchase: Purchase,
+        product_id: str,
+        should_end: datetime | None,
+        offer: Offer | None,
+        now: datetime,
+    ) -> None:
+        offer = offer or uow.offers.get(purchase.offer_id)
+        paid_at = purchase.paid_at or purchase.created_at
+        starts_at, ends_at = paid_at, should_end
+        if offer is not None and should_end is None:
+            try:
+                starts_at, ends_at = resolve(offer.access_window, paid_at)
+            except ValidationError:
+                starts_at, ends_at = paid_at, None
+        enrollment = Enrollment(
+            self._ctx.ids.new("enr"),
+            purchase.member_id,
+            product_id,
+            EnrollmentSource.PURCHASE,
+            purchase.id,
+            EnrollmentStatus.ACTIVE,
+            starts_at,
+            ends_at,
+            now,
+            None,
+        )
+        uow.enrollments.add(enrollment)
+        self._record(
+            uow,
+            AccessGranted,
+            enrollment_id=enrollment.id,
+            member_id=purchase.member_id,
+            product_id=product_id,
+            purchase_id=purchase.id,
+        )
+
+    def _revoke(
+        self, uow: UnitOfWork, purchase: Purchase, product_ids: set[str] | None = None
+    ) -> None:
+        """End the access this purchase (and only this one) granted, to all or some products."""
         now = self._ctx.now()
         for enrollment in uow.enrollments.find({"purchase_id": purchase.id}):
+            if product_ids is not None and enrollment.product_id not in product_ids:
+                continue
             if enrollment.status is EnrollmentStatus.ACTIVE:
                 uow.enrollments.update(
                     attrs.evolve(enrollment, status=EnrollmentStatus.REVOKED, revoked_at=now)
