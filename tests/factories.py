@@ -10,6 +10,7 @@ from membership_core.domain.billing import Billing, BillingStatus
 from membership_core.domain.catalog import Category, Lesson, LessonKind, Product, ProductStatus
 from membership_core.domain.certificates import Certificate
 from membership_core.domain.checkpoints import Checkpoint
+from membership_core.domain.coupons import StoredCoupon
 from membership_core.domain.enrollments import (
     Enrollment,
     EnrollmentSource,
@@ -40,6 +41,7 @@ from membership_core.domain.payments import (
     WebhookEvent,
 )
 from membership_core.domain.pricing import (
+    AmountOff,
     BillingPeriod,
     ChargeKind,
     Coupon,
@@ -191,6 +193,7 @@ def purchase(**kw: Any) -> Purchase:
         "method_reference": "test_pm_1",
         "upsell_of": "pur_parent",
         "product_ids": ("prod_a", "prod_b"),
+        "coupon_code": "HALF",
     }
     return Purchase(**(values | kw))
 
@@ -363,6 +366,27 @@ def checkpoint(**kw: Any) -> Checkpoint:
     return Checkpoint(**(values | kw))
 
 
+def stored_coupon(**kw: Any) -> StoredCoupon:
+    code = f"CODE{next(_n)}"
+    values: dict[str, Any] = {
+        "id": _id("cpn"),
+        "code": code,
+        "coupon": Coupon(
+            code,
+            AmountOff(Money(500, "EUR")),
+            Repeating(2),
+            expires_at=T0,
+            max_redemptions=10,
+            offer_ids=["off_a", "off_b"],
+        ),
+        "redemptions": 3,
+        "active": False,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return StoredCoupon(**(values | kw))
+
+
 #: One builder per storage collection, by collection name.
 BUILDERS: dict[str, Any] = {
     "products": product,
@@ -385,4 +409,5 @@ BUILDERS: dict[str, Any] = {
     "mail": outbox_message,
     "settings": site_settings,
     "checkpoints": checkpoint,
+    "coupons": stored_coupon,
 }

@@ -111,3 +111,5 @@ class Purchase:
     upsell_of: str | None = None
     #: The products the offer sold at the time of purchase: what it entitles to.
     product_ids: tuple[str, ...] = ()
+    #: The coupon the buyer used, if any.
+    coupon_code: str | None = None

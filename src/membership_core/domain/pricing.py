@@ -58,6 +58,7 @@ __all__ = [
     "Subscription",
     "check_coupon",
     "discount_for",
+    "normalize_code",
     "schedule",
     "total_price",
 ]
@@ -323,8 +324,12 @@ Discount: TypeAlias = PercentOff | AmountOff
 CouponDuration: TypeAlias = Once | Forever | Repeating
 
 
-def _normalize_code(value: object) -> str:
-    """Coupon codes are case-insensitive and typed by humans: strip and upper-case them."""
+def normalize_code(value: object) -> str:
+    """Coupon codes are case-insensitive and typed by humans: strip and upper-case them.
+
+    >>> normalize_code(" spring-24 ")
+    'SPRING-24'
+    """
     if not isinstance(value, str):
         raise ValidationError("code", f"must be a string, not {type(value).__name__}")
     code = value.strip().upper()
@@ -369,7 +374,7 @@ class Coupon:
     'SPRING-24'
     """
 
-    code: str = attrs.field(converter=_normalize_code)
+    code: str = attrs.field(converter=normalize_code)
     discount: Discount = attrs.field(validator=_instance_of("discount", PercentOff, AmountOff))
     duration: CouponDuration = attrs.field(
         default=Once(), validator=_instance_of("duration", Once, Forever, Repeating)

@@ -25,6 +25,7 @@ from ..domain.billing import Billing
 from ..domain.catalog import Category, Lesson, Product
 from ..domain.certificates import Certificate
 from ..domain.checkpoints import Checkpoint
+from ..domain.coupons import StoredCoupon
 from ..domain.enrollments import Enrollment, Purchase
 from ..domain.events import EventRecord, HandledEvent
 from ..domain.mail import OutboxMessage
@@ -130,6 +131,7 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
     ),
     Collection("settings", SiteSettings),
     Collection("checkpoints", Checkpoint),
+    Collection("coupons", StoredCoupon, unique=(("code",),)),
 )
 
 
@@ -225,6 +227,7 @@ class Repositories(Protocol):
     mail: Repository[OutboxMessage]
     settings: Repository[SiteSettings]
     checkpoints: Repository[Checkpoint]
+    coupons: Repository[StoredCoupon]
 
 
 class UnitOfWork(Repositories, Protocol):

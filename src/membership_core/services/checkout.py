@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -30,15 +31,45 @@ from ..domain.offers import (
     terms_hash,
 )
 from ..domain.payments import Payment, PaymentState
-from ..domain.pricing import Charge, Free, PaymentPlan, Subscription, schedule
+from ..domain.pricing import (
+    Charge,
+    Coupon,
+    Free,
+    PaymentPlan,
+    Subscription,
+    check_coupon,
+    normalize_code,
+    schedule,
+)
 from ..domain.windows import resolve
 from ..errors import Conflict, PaymentDeclined, ValidationError
-from ..ports.payments import PaymentGateway, PaymentRequest, PaymentStatus, require_capability
+from ..ports.payments import (
+    PaymentGateway,
+    PaymentRequest,
+    PaymentResult,
+    PaymentStatus,
+    require_capability,
+)
 from ..ports.storage import UnitOfWork
 from ._context import Context, Service
 from .members import MembersService
 
 __all__ = ["CheckoutService"]
+
+
+@attrs.frozen
+class _Sale:
+    """What one buyer is about to pay for one offer, worked out before charging."""
+
+    offer: Offer
+    purchase_id: str
+    initial: list[Charge]
+    amount: Money
+    billing: Billing | None
+    coupon: Coupon | None
+    starts_at: datetime
+    ends_at: datetime | None
+    free: bool
 
 
 def _sum(charges: list[Charge], currency: str) -> Money:
@@ -116,6 +147,7 @@ class CheckoutService(Service):
         idempotency_key: str | None = None,
         contact: Mapping[str, str | bool] | None = None,
         accept_terms: bool = False,
+        coupon_code: str | None = None,
     ) -> Purchase:
         """Buy (or, for a free offer, claim) an offer for the buyer with ``email``.
 
@@ -130,6 +162,12 @@ class CheckoutService(Service):
         the page has a service agreement, ``accept_terms`` must be true; the
         purchase records when it was accepted and a hash of the exact text.
 
+        ``coupon_code`` applies a coupon made with ``offers.create_coupon``: it
+        must be active, valid for this offer, not expired and under its
+        redemption limit (a ``ValidationError`` on ``coupon_code`` otherwise).
+        The purchase records the code; a subscription keeps the discount for
+        the periods the coupon covers.
+
         Retrying with the same ``idempotency_key`` returns the first purchase
         and charges once; the same key with a different offer or buyer is a
         ``ValidationError`` on ``idempotency_key``. A declined payment raises
@@ -141,6 +179,7 @@ class CheckoutService(Service):
         last = v.text("last_name", last_name, max_length=100, allow_empty=True)
         key = v.optional_text("idempotency_key", idempotency_key, max_length=200)
         v.boolean("accept_terms", accept_terms)
+        coupon_code = v.optional_text("coupon_code", coupon_code, max_length=40)
 
         with self._ctx.uow(write=False) as uow:
             if key is not None:
@@ -158,42 +197,31 @@ class CheckoutService(Service):
                 )
             currency = self._site(uow).currency
         now = self._ctx.now()
-        starts_at, ends_at = resolve(offer.access_window, now)
-        plan = offer.plan
-        gateway_name = "manual" if isinstance(plan, Free) else self._default_gateway
-        gateway = self._ctx.gateways[gateway_name]
-        recurring = isinstance(plan, Subscription | PaymentPlan)
-        if recurring:
-            # Later charges need a saved method: refuse before any money moves.
-            require_capability(gateway, "off_session")
-        purchase_id = self._ctx.ids.new("pur")
-        billing: Billing | None = None
-        if isinstance(plan, Subscription | PaymentPlan):
-            billing, initial = billing_rules.start(
-                self._ctx.ids.new("bil"),
-                purchase_id=purchase_id,
-                member_id="mem_pending",  # set below, once the member is known
-                offer_id=offer.id,
-                plan=plan,
-                coupon=None,
-                now=now,
+        coupon = self._reserve_coupon(coupon_code, offer, currency, now) if coupon_code else None
+        try:
+            sale = self._price(offer, currency, coupon, now)
+            gateway_name = "manual" if sale.free else self._default_gateway
+            gateway = self._ctx.gateways[gateway_name]
+            if sale.billing is not None:
+                # Later charges need a saved method: refuse before any money moves.
+                require_capability(gateway, "off_session")
+            result = gateway.create_payment(
+                PaymentRequest(
+                    purchase_id=sale.purchase_id,
+                    amount=sale.amount,
+                    description=offer.title,
+                    customer_email=email,
+                    idempotency_key=key or sale.purchase_id,
+                    save_method=sale.billing is not None
+                    or self._wants_saved_method(offer, gateway),
+                )
             )
-        else:
-            initial = schedule(plan, now)
-        amount = _sum(initial, currency)
-        result = gateway.create_payment(
-            PaymentRequest(
-                purchase_id=purchase_id,
-                amount=amount,
-                description=offer.title,
-                customer_email=email,
-                idempotency_key=key or purchase_id,
-                save_method=recurring or self._wants_saved_method(offer, gateway),
-            )
-        )
-        if result.status is PaymentStatus.DECLINED:
-            raise PaymentDeclined(result.decline_reason or "the payment was declined")
-        paid = result.status is PaymentStatus.SUCCEEDED
+            if result.status is PaymentStatus.DECLINED:
+                raise PaymentDeclined(result.decline_reason or "the payment was declined")
+        except BaseException:
+            if coupon is not None:
+                self._release_coupon(coupon.code)
+            raise
         # The money has moved; only the bookkeeping may need a second go. A
         # Conflict means a concurrent request won a race: the same idempotency
         # key (return its purchase) or the same new email (the member exists
@@ -204,35 +232,18 @@ class CheckoutService(Service):
                     member = self._members._find_or_create(
                         uow, email, first, last, source="checkout"
                     )
-                    purchase = Purchase(
-                        purchase_id,
-                        offer.id,
+                    purchase = self._write(
+                        uow,
+                        sale,
                         member.id,
-                        PurchaseStatus.PAID if paid else PurchaseStatus.PENDING,
-                        amount,
                         gateway_name,
-                        result.reference,
+                        result,
                         key,
                         now,
-                        now if paid else None,
                         terms_accepted_at=now if agreement is not None else None,
                         terms_hash=terms_hash(agreement) if agreement is not None else None,
                         contact=answers,
-                        plan=plan,
-                        method_reference=result.method_reference,
-                        product_ids=offer.product_ids,
                     )
-                    uow.purchases.add(purchase)
-                    for charge in initial:
-                        uow.payments.add(
-                            self._payment(purchase, charge, paid, result.reference, now)
-                        )
-                    if paid:
-                        started = None
-                        if billing is not None:
-                            started = attrs.evolve(billing, member_id=member.id)
-                            uow.billings.add(started)
-                        self._grant(uow, offer, purchase, starts_at, ends_at, started)
                     uow.commit()
                 break
             except Conflict:
@@ -240,11 +251,126 @@ class CheckoutService(Service):
                     with self._ctx.uow(write=False) as uow:
                         existing = self._by_key(uow, key, offer_id, email)
                     if existing is not None:
+                        if coupon is not None:
+                            self._release_coupon(coupon.code)  # the winner redeemed it
                         return existing
                 if attempt == 2:
                     raise
         self._committed()
         return purchase
+
+    def _price(self, offer: Offer, currency: str, coupon: Coupon | None, now: datetime) -> _Sale:
+        """What buying ``offer`` now costs: the charges due at once, and the billing after."""
+        starts_at, ends_at = resolve(offer.access_window, now)
+        plan = offer.plan
+        purchase_id = self._ctx.ids.new("pur")
+        billing: Billing | None = None
+        if isinstance(plan, Subscription | PaymentPlan):
+            billing, initial = billing_rules.start(
+                self._ctx.ids.new("bil"),
+                purchase_id=purchase_id,
+                member_id="mem_pending",  # set when written, once the member is known
+                offer_id=offer.id,
+                plan=plan,
+                coupon=coupon,
+                now=now,
+            )
+        else:
+            initial = schedule(plan, now, coupon=coupon)
+        amount = _sum(initial, currency)
+        # A one-time price a coupon took to zero needs no gateway, like a free offer.
+        free = billing is None and amount.amount == 0
+        return _Sale(offer, purchase_id, initial, amount, billing, coupon, starts_at, ends_at, free)
+
+    def _write(
+        self,
+        uow: UnitOfWork,
+        sale: _Sale,
+        member_id: str,
+        gateway_name: str,
+        result: PaymentResult,
+        key: str | None,
+        now: datetime,
+        **extra: Any,
+    ) -> Purchase:
+        """Record a sale the gateway answered; grant access when it was paid."""
+        paid = result.status is PaymentStatus.SUCCEEDED
+        purchase = Purchase(
+            sale.purchase_id,
+            sale.offer.id,
+            member_id,
+            PurchaseStatus.PAID if paid else PurchaseStatus.PENDING,
+            sale.amount,
+            gateway_name,
+            result.reference,
+            key,
+            now,
+            now if paid else None,
+            plan=sale.offer.plan,
+            method_reference=result.method_reference,
+            product_ids=sale.offer.product_ids,
+            coupon_code=sale.coupon.code if sale.coupon is not None else None,
+            **extra,
+        )
+        uow.purchases.add(purchase)
+        for charge in sale.initial:
+            uow.payments.add(self._payment(purchase, charge, paid, result.reference, now))
+        if paid:
+            started = None
+            if sale.billing is not None:
+                started = attrs.evolve(sale.billing, member_id=member_id)
+                uow.billings.add(started)
+            self._grant(uow, sale.offer, purchase, sale.starts_at, sale.ends_at, started)
+        return purchase
+
+    # -- coupons ----------------------------------------------------------------------
+
+    def _reserve_coupon(self, code: str, offer: Offer, currency: str, now: datetime) -> Coupon:
+        """Count one redemption of ``code`` for ``offer`` before any money moves.
+
+        Counting first means two buyers racing for the last use cannot both
+        get it; a checkout that then fails gives its use back.
+        """
+        if isinstance(offer.plan, Free):
+            raise ValidationError("coupon_code", "a free offer has nothing to discount")
+        price = offer.price
+        try:
+            code = normalize_code(code)
+        except ValidationError as error:
+            raise ValidationError("coupon_code", error.problem) from None
+        with self._ctx.uow() as uow:
+            found = uow.coupons.find({"code": code}, limit=1)
+            if not found or not found[0].active:
+                raise ValidationError("coupon_code", f"{code!r} is not a valid coupon")
+            stored = uow.coupons.get_for_update(found[0].id)
+            assert stored is not None  # found a moment ago in this transaction
+            try:
+                check_coupon(
+                    stored.coupon,
+                    offer.id,
+                    now,
+                    stored.redemptions,
+                    currency=price.currency if price is not None else currency,
+                )
+            except ValidationError as error:
+                raise ValidationError("coupon_code", error.problem) from None
+            uow.coupons.update(
+                attrs.evolve(stored, redemptions=stored.redemptions + 1, updated_at=now)
+            )
+            uow.commit()
+        return stored.coupon
+
+    def _release_coupon(self, code: str) -> None:
+        with self._ctx.uow() as uow:
+            found = uow.coupons.find({"code": code}, limit=1)
+            stored = uow.coupons.get_for_update(found[0].id) if found else None
+            if stored is not None and stored.redemptions > 0:
+                uow.coupons.update(
+                    attrs.evolve(
+                        stored, redemptions=stored.redemptions - 1, updated_at=self._ctx.now()
+                    )
+                )
+                uow.commit()
 
     def confirm_payment(self, purchase_id: str, *, reference: str | None = None) -> Purchase:
         """Mark a pending purchase paid (e.g. a bank transfer arrived) and grant access.

@@ -10,6 +10,7 @@ import attrs
 
 from .. import _validate as v
 from ..domain.catalog import Category, Lesson, Product, ProductSort, ordered
+from ..domain.coupons import StoredCoupon
 from ..domain.offers import (
     CheckoutPage,
     ContactField,
@@ -21,9 +22,17 @@ from ..domain.offers import (
     Upsell,
     UpsellKind,
 )
-from ..domain.pricing import Free, OneTime, PaymentPlan, PricingPlan, Subscription
+from ..domain.pricing import (
+    Coupon,
+    Free,
+    OneTime,
+    PaymentPlan,
+    PricingPlan,
+    Subscription,
+    normalize_code,
+)
 from ..domain.windows import AccessWindow
-from ..errors import Conflict, ValidationError
+from ..errors import Conflict, NotFound, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Service
 from ._unset import UNSET, _Unset
@@ -247,6 +256,60 @@ class OffersService(Service):
             uow.offers.update(offer)
             uow.commit()
         return offer
+
+    # -- coupons ----------------------------------------------------------------------
+
+    def create_coupon(self, coupon: Coupon) -> StoredCoupon:
+        """Make ``coupon`` usable at checkout (``checkout.purchase(..., coupon_code=...)``).
+
+        The offers it names must exist; its code must be new in this portal
+        (``Conflict`` on ``code`` otherwise).
+
+        >>> from membership_core import Coupon, PercentOff, Repeating
+        >>> from membership_core.testing import make_test_portal
+        >>> portal = make_test_portal()
+        >>> portal.offers.create_coupon(Coupon("launch", PercentOff(20), Repeating(3))).code
+        'LAUNCH'
+        """
+        if not isinstance(coupon, Coupon):
+            raise ValidationError("coupon", f"must be a Coupon, not {type(coupon).__name__}")
+        now = self._ctx.now()
+        stored = StoredCoupon(self._ctx.ids.new("cpn"), coupon.code, coupon, 0, True, now, now)
+        with self._ctx.uow() as uow:
+            for offer_id in sorted(coupon.offer_ids or ()):
+                self._require(uow.offers, "offer", offer_id, "offer_ids")
+            if uow.coupons.count({"code": coupon.code}):
+                raise Conflict(f"coupon {coupon.code} already exists", field="code")
+            uow.coupons.add(stored)
+            uow.commit()
+        return stored
+
+    def coupon(self, code: str) -> StoredCoupon:
+        """The coupon with ``code`` (any case), with its redemption count; ``NotFound`` if none."""
+        code = normalize_code(code)
+        with self._ctx.uow(write=False) as uow:
+            found = uow.coupons.find({"code": code}, limit=1)
+        if not found:
+            raise NotFound("coupon", code, field="code")
+        return found[0]
+
+    def coupons(self) -> list[StoredCoupon]:
+        """Every coupon of the portal, by code."""
+        with self._ctx.uow(write=False) as uow:
+            return uow.coupons.find(order_by=("code",))
+
+    def set_coupon_active(self, code: str, active: bool) -> StoredCoupon:
+        """Stop (or start again) accepting a coupon at checkout; its count is kept."""
+        code = normalize_code(code)
+        v.boolean("active", active)
+        with self._ctx.uow() as uow:
+            found = uow.coupons.find({"code": code}, limit=1)
+            if not found:
+                raise NotFound("coupon", code, field="code")
+            stored = attrs.evolve(found[0], active=active, updated_at=self._ctx.now())
+            uow.coupons.update(stored)
+            uow.commit()
+        return stored
 
     def publish(self, offer_id: str) -> Offer:
         """Open the offer for sale; it needs at least one published product."""
