@@ -42,8 +42,9 @@ from ..domain.pricing import (
     schedule,
 )
 from ..domain.windows import resolve
-from ..errors import Conflict, PaymentDeclined, ValidationError
+from ..errors import ConfigurationError, Conflict, PaymentDeclined, ValidationError
 from ..ports.payments import (
+    OffSessionCharge,
     PaymentGateway,
     PaymentRequest,
     PaymentResult,
@@ -322,6 +323,138 @@ class CheckoutService(Service):
                 uow.billings.add(started)
             self._grant(uow, sale.offer, purchase, sale.starts_at, sale.ends_at, started)
         return purchase
+
+    # -- upsells ----------------------------------------------------------------------
+
+    def upsell_for(self, purchase_id: str) -> Offer | None:
+        """The offer to present after ``purchase_id`` succeeded, or ``None``.
+
+        ``None`` too while the purchase is not paid: an upsell never runs
+        before the initial payment succeeded.
+        """
+        v.identifier("purchase_id", purchase_id, "pur")
+        with self._ctx.uow(write=False) as uow:
+            parent = self._require(uow.purchases, "purchase", purchase_id, "purchase_id")
+            if parent.status is not PurchaseStatus.PAID:
+                return None
+            chain = self._upsell_chain(uow, parent)
+        return chain[0] if chain else None
+
+    def decline_upsell(self, purchase_id: str, offer_id: str) -> Offer | None:
+        """The buyer said no to ``offer_id``: the downsell to present instead, or ``None``.
+
+        A downsell is the declined offer's own upsell of kind ``downsell``.
+        Declining writes nothing.
+        """
+        v.identifier("purchase_id", purchase_id, "pur")
+        v.identifier("offer_id", offer_id, "off")
+        with self._ctx.uow(write=False) as uow:
+            parent = self._require(uow.purchases, "purchase", purchase_id, "purchase_id")
+            chain = self._upsell_chain(uow, parent)
+        ids = [offer.id for offer in chain]
+        if offer_id not in ids:
+            raise ValidationError("offer_id", "is not an upsell of this purchase")
+        following = ids.index(offer_id) + 1
+        return chain[following] if following < len(chain) else None
+
+    def accept_upsell(
+        self, purchase_id: str, offer_id: str, *, idempotency_key: str | None = None
+    ) -> Purchase:
+        """Buy the upsell (or downsell) ``offer_id`` of a paid purchase with one click.
+
+        It is charged off-session to the payment method saved at the first
+        checkout, by the same gateway, and becomes a purchase of its own
+        (``upsell_of`` names the first), so it is refunded and cancelled on its
+        own line. Accepting twice returns the same purchase and charges once;
+        so does retrying with the same ``idempotency_key``. Refused with
+        ``Conflict`` before the first purchase is paid, and with
+        ``PaymentDeclined`` (nothing written) when the gateway says no.
+        """
+        v.identifier("purchase_id", purchase_id, "pur")
+        v.identifier("offer_id", offer_id, "off")
+        key = v.optional_text("idempotency_key", idempotency_key, max_length=200)
+        key = key or f"upsell:{purchase_id}:{offer_id}"
+        with self._ctx.uow(write=False) as uow:
+            parent = self._require(uow.purchases, "purchase", purchase_id, "purchase_id")
+            member = self._require(uow.members, "member", parent.member_id, "purchase_id")
+            existing = self._by_key(uow, key, offer_id, member.email)
+            if existing is not None:
+                return existing
+            if parent.status is not PurchaseStatus.PAID:
+                raise Conflict(
+                    f"purchase {purchase_id!r} is {parent.status.value}: an upsell runs "
+                    "only after the first payment succeeded",
+                    field="purchase_id",
+                )
+            chain = self._upsell_chain(uow, parent)
+            offer = next((o for o in chain if o.id == offer_id), None)
+            if offer is None:
+                raise ValidationError("offer_id", "is not an upsell of this purchase")
+            currency = self._site(uow).currency
+        now = self._ctx.now()
+        sale = self._price(offer, currency, None, now)
+        gateway_name = "manual" if sale.free else parent.gateway
+        result = self._charge_again(parent, sale, gateway_name, key)
+        try:
+            with self._ctx.uow() as uow:
+                purchase = self._write(
+                    uow, sale, parent.member_id, gateway_name, result, key, now, upsell_of=parent.id
+                )
+                uow.commit()
+        except Conflict:
+            with self._ctx.uow(write=False) as uow:
+                existing = self._by_key(uow, key, offer_id, member.email)
+            if existing is None:
+                raise
+            return existing
+        self._committed()
+        return purchase
+
+    def _charge_again(
+        self, parent: Purchase, sale: _Sale, gateway_name: str, key: str
+    ) -> PaymentResult:
+        """Charge an upsell to the method the first purchase saved."""
+        gateway = self._ctx.gateways.get(gateway_name)
+        if gateway is None:
+            raise ConfigurationError(f"gateway {gateway_name!r} is not configured")
+        if sale.free:
+            return gateway.create_payment(
+                PaymentRequest(sale.purchase_id, sale.amount, sale.offer.title, "", key)
+            )
+        require_capability(gateway, "off_session")
+        if parent.method_reference is None:
+            raise Conflict(
+                f"purchase {parent.id!r} saved no payment method to charge with one click",
+                field="purchase_id",
+            )
+        result = gateway.charge_saved_method(
+            OffSessionCharge(
+                purchase_id=sale.purchase_id,
+                amount=sale.amount,
+                method_reference=parent.method_reference,
+                description=sale.offer.title,
+                idempotency_key=key,
+            )
+        )
+        if result.status is PaymentStatus.DECLINED:
+            raise PaymentDeclined(result.decline_reason or "the payment was declined")
+        # Later charges of a recurring upsell go to the same saved method.
+        return attrs.evolve(result, method_reference=parent.method_reference)
+
+    def _upsell_chain(self, uow: UnitOfWork, parent: Purchase) -> list[Offer]:
+        """The published upsell of the purchase's offer, then its downsell, if any."""
+        chain: list[Offer] = []
+        offer = uow.offers.get(parent.offer_id)
+        upsell = offer.upsell if offer is not None else None
+        while upsell is not None and len(chain) < 2:
+            if chain and upsell.kind is not UpsellKind.DOWNSELL:
+                break
+            following = uow.offers.get(upsell.offer_id)
+            if following is None or following.status is not OfferStatus.PUBLISHED:
+                break
+            chain.append(following)
+            upsell = following.upsell
+        return chain
 
     # -- coupons ----------------------------------------------------------------------
 
