@@ -66,11 +66,33 @@ def test_catalog_search_details(quick_results: list[dict[str, Any]]) -> None:
     assert set(details["queries"]) >= {"common", "rare", "no_match"}
 
 
+def test_checkout_throughput_details(quick_results: list[dict[str, Any]]) -> None:
+    (result,) = [r for r in quick_results if r["name"] == "checkout_throughput"]
+    assert result["target"] == 4.0
+    assert result["unit"] == "ms/checkout"
+    details = result["details"]
+    assert details["quick"] is True
+    assert details["checkouts"] == 100
+    assert details["checkouts_per_second"] > 0
+    assert {"members", "purchases", "payments", "enrollments"} <= set(details["rows_per_checkout"])
+
+
+def test_renewals_tick_details(quick_results: list[dict[str, Any]]) -> None:
+    (result,) = [r for r in quick_results if r["name"] == "renewals_tick"]
+    assert result["target"] == 5.0
+    assert result["baseline"] is None
+    details = result["details"]
+    assert details["quick"] is True
+    assert details["subscriptions"] == 2_000
+    assert details["due"] == details["charges_succeeded"] == 20
+    assert details["uses_index"] is True
+
+
 def test_list_names_every_benchmark() -> None:
     completed = run("--list")
     assert completed.returncode == 0, completed.stderr
     names = [line.split()[0] for line in completed.stdout.splitlines() if line.strip()]
-    assert "catalog_search" in names
+    assert {"catalog_search", "checkout_throughput", "renewals_tick"} <= set(names)
 
 
 def test_unknown_name_exits_2_and_lists_the_known_ones() -> None:

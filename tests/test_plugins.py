@@ -223,3 +223,37 @@ def test_entry_point_plugins_are_discovered_and_can_be_left_out(
     portal = Portal.open("memory://")
     assert entry_point_plugin == ["registered"]
     assert portal.plugins.manager.get_plugin("entry_test") is not None
+
+
+def test_events_nobody_listens_to_are_recorded_already_dispatched() -> None:
+    from membership_core import DomainEvent
+    from membership_core.testing import TestPortal, make_test_portal
+
+    def publish(portal: TestPortal, title: str) -> None:
+        product = portal.catalog.create_product(title)
+        module = portal.catalog.add_category(product.id, "One")
+        portal.catalog.add_lesson(product.id, module.id, "Lesson")
+        portal.catalog.publish_product(product.id)
+
+    quiet = make_test_portal()
+    publish(quiet, "Unobserved")
+    with quiet.storage.unit_of_work(quiet.tenant) as uow:
+        records = uow.events.find()
+    assert [r.type for r in records] == ["ProductPublished"]  # still kept as a record
+    assert records[0].dispatched_at == records[0].occurred_at
+    assert quiet.tick().events_dispatched == 0
+
+    class Observer:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        @hookimpl
+        def membership_domain_event(self, portal: object, event: DomainEvent) -> None:
+            self.seen.append(event.type)
+
+    observer = Observer()
+    watched = make_test_portal(plugins=[observer])
+    publish(watched, "Observed")
+    assert observer.seen == ["ProductPublished"]
+    with watched.storage.unit_of_work(watched.tenant) as uow:
+        assert all(r.dispatched_at is not None for r in uow.events.find())

@@ -97,6 +97,7 @@ class Portal:
         self.settings = SettingsService(context)
         self._events = EventDispatcher(context, self.certificates, self.mail)
         context.after_commit = self._after_commit
+        context.listened = self._events.listens_to
 
     @classmethod
     def open(
@@ -194,8 +195,10 @@ class Portal:
         return self._context.plugins
 
     def _after_commit(self) -> None:
-        self._events.dispatch_pending()
-        self.mail.deliver_due()
+        # Only the thread's own new events and mail: tick() covers the rest.
+        if self._context.take_recorded():
+            self._events.dispatch_pending()
+        self.mail.deliver_queued()
 
     def tick(self) -> TickReport:
         """Run scheduled work: apply webhook events left unapplied, collect due

@@ -14,6 +14,7 @@ error rather than silently dropped.
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -72,8 +73,15 @@ def _make() -> cattrs.Converter:
 
     base_unstructure = converter.unstructure
 
+    # Generating an unstructure function compiles code: do it once per event class.
+    unstructurers: dict[type[DomainEvent], Callable[[Any], dict[str, Any]]] = {}
+
     def unstructure_event(event: DomainEvent) -> dict[str, Any]:
-        fields = converter.gen_unstructure_attrs_fromdict(type(event))(event)
+        kind = type(event)
+        function = unstructurers.get(kind)
+        if function is None:
+            function = unstructurers[kind] = converter.gen_unstructure_attrs_fromdict(kind)
+        fields = function(event)
         return {"type": event.type, **fields}
 
     def structure_event(data: Any, cls: type[DomainEvent]) -> DomainEvent:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,6 +40,20 @@ class Context:
     gateways: dict[str, PaymentGateway]
     after_commit: Callable[[], None] = lambda: None
     portal: Portal | None = None
+    #: Whether anything (a built-in handler, a plugin observer) listens to an event;
+    #: set by the portal. Events nobody listens to are recorded already dispatched.
+    listened: Callable[[DomainEvent], bool] = lambda _event: True
+    _local: threading.local = attrs.field(factory=threading.local)
+
+    def mark_recorded(self) -> None:
+        """Note that this thread recorded an event that needs dispatching."""
+        self._local.recorded = True
+
+    def take_recorded(self) -> bool:
+        """Whether this thread recorded such an event since it last asked."""
+        recorded = getattr(self._local, "recorded", False)
+        self._local.recorded = False
+        return bool(recorded)
 
     def uow(self, *, write: bool = True) -> UnitOfWork:
         """Open a unit of work in this portal."""
@@ -59,7 +74,13 @@ class Service:
         """Build an event and write it to the outbox in ``uow``'s transaction."""
         event = event_type(id=self._ctx.ids.new("evt"), occurred_at=self._ctx.now(), **fields)
         payload = unstructure(event)
-        uow.events.add(EventRecord(event.id, event.type, payload, event.occurred_at, None))
+        # Kept in the outbox either way (a record of what happened); only events
+        # someone listens to wait for dispatch.
+        listened = self._ctx.listened(event)
+        dispatched_at = None if listened else event.occurred_at
+        uow.events.add(EventRecord(event.id, event.type, payload, event.occurred_at, dispatched_at))
+        if listened:
+            self._ctx.mark_recorded()
         return event
 
     @staticmethod

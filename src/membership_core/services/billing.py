@@ -23,7 +23,7 @@ import attrs
 
 from .. import _validate as v
 from ..domain import billing as rules
-from ..domain.billing import Billing, DunningPolicy
+from ..domain.billing import Billing, BillingStatus, DunningPolicy
 from ..domain.enrollments import EnrollmentStatus, Purchase
 from ..domain.payments import Payment, PaymentState
 from ..domain.pricing import Charge, Subscription
@@ -38,6 +38,8 @@ __all__ = ["BillingRun", "BillingService"]
 CLAIM_LEASE = timedelta(minutes=15)
 #: How long to wait for a webhook before asking again about a pending charge.
 PENDING_RECHECK = timedelta(days=1)
+#: Billings that still collect charges.
+_CHARGING = (BillingStatus.TRIALING, BillingStatus.ACTIVE, BillingStatus.PAST_DUE)
 
 
 @attrs.frozen
@@ -128,7 +130,9 @@ class BillingService(Service):
                 if result is None:
                     counts["errors"] += 1
                     continue
-                self.apply_result(claim.purchase.id, claim.payment.sequence, result)
+                with self._ctx.uow() as uow:
+                    self._apply(uow, claim.purchase.id, claim.payment.sequence, result)
+                    uow.commit()
                 if result.status is PaymentStatus.SUCCEEDED:
                     counts["succeeded"] += 1
                 elif result.status is PaymentStatus.DECLINED:
@@ -136,6 +140,9 @@ class BillingService(Service):
                 else:
                     counts["pending"] += 1
             if found < batch_size:
+                if any(counts.values()):
+                    # One dispatch for the whole run rather than one per charge.
+                    self._committed()
                 return BillingRun(**counts)
 
     def _claim(self, limit: int) -> tuple[int, list[_Claim]]:
@@ -250,9 +257,25 @@ class BillingService(Service):
                 f"charge {sequence} of {purchase_id!r} was never attempted", field="sequence"
             )
         payment = found[0]
-        if payment.state is PaymentState.SUCCEEDED or sequence != billing.next_sequence:
+        if payment.state is PaymentState.SUCCEEDED:
             return billing
         reference = result.reference or payment.gateway_reference
+        if billing.status not in _CHARGING or sequence != billing.next_sequence:
+            # The billing moved on (cancelled, refunded) while this charge was out.
+            # Money the gateway took is still money taken: record it, so it shows
+            # in payments() and can be refunded, without reopening the billing.
+            if result.status is PaymentStatus.SUCCEEDED:
+                uow.payments.update(
+                    attrs.evolve(
+                        payment,
+                        state=PaymentState.SUCCEEDED,
+                        gateway_reference=reference,
+                        paid_at=now,
+                        failure_reason=None,
+                        updated_at=now,
+                    )
+                )
+            return billing
         if result.status is PaymentStatus.SUCCEEDED:
             payment = attrs.evolve(
                 payment,

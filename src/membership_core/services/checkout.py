@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -200,7 +202,7 @@ class CheckoutService(Service):
         now = self._ctx.now()
         coupon = self._reserve_coupon(coupon_code, offer, currency, now) if coupon_code else None
         try:
-            sale = self._price(offer, currency, coupon, now)
+            sale = self._price(offer, currency, coupon, now, key)
             gateway_name = "manual" if sale.free else self._default_gateway
             gateway = self._ctx.gateways[gateway_name]
             if sale.billing is not None:
@@ -260,11 +262,30 @@ class CheckoutService(Service):
         self._committed()
         return purchase
 
-    def _price(self, offer: Offer, currency: str, coupon: Coupon | None, now: datetime) -> _Sale:
+    def _purchase_id(self, key: str | None) -> str:
+        """A new purchase id; the same one for every attempt with the same key.
+
+        Concurrent retries of one checkout then send the gateway the very same
+        request, which it answers once, instead of one it must refuse as the
+        same key reused for a different purchase.
+        """
+        if key is None:
+            return self._ctx.ids.new("pur")
+        digest = hashlib.sha256(f"{self._ctx.tenant}\x00{key}".encode()).digest()
+        return "pur_" + base64.b32encode(digest).decode("ascii")[:26].lower()
+
+    def _price(
+        self,
+        offer: Offer,
+        currency: str,
+        coupon: Coupon | None,
+        now: datetime,
+        key: str | None = None,
+    ) -> _Sale:
         """What buying ``offer`` now costs: the charges due at once, and the billing after."""
         starts_at, ends_at = resolve(offer.access_window, now)
         plan = offer.plan
-        purchase_id = self._ctx.ids.new("pur")
+        purchase_id = self._purchase_id(key)
         billing: Billing | None = None
         if isinstance(plan, Subscription | PaymentPlan):
             billing, initial = billing_rules.start(
@@ -392,7 +413,7 @@ class CheckoutService(Service):
                 raise ValidationError("offer_id", "is not an upsell of this purchase")
             currency = self._site(uow).currency
         now = self._ctx.now()
-        sale = self._price(offer, currency, None, now)
+        sale = self._price(offer, currency, None, now, key)
         gateway_name = "manual" if sale.free else parent.gateway
         result = self._charge_again(parent, sale, gateway_name, key)
         try:

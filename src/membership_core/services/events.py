@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from ..domain.events import CourseCompleted, DomainEvent, EventRecord, HandledEvent
 from ..errors import Conflict
 from ..ports.storage import UnitOfWork
@@ -26,6 +28,9 @@ from .mail import MailService
 __all__ = ["EventDispatcher"]
 
 log = logging.getLogger(__name__)
+
+#: Events delivered per round; one transaction marks each round dispatched.
+_BATCH = 100
 
 Handler = Callable[[UnitOfWork, Any], None]
 
@@ -65,45 +70,69 @@ class EventDispatcher(Service):
                         for r in uow.events.find(
                             {"dispatched_at": None},
                             order_by=["occurred_at"],
-                            limit=len(failed) + 100,
+                            limit=len(failed) + _BATCH,
                         )
                         if r.id not in failed
                     ]
                 if not batch:
                     break
+                delivered: list[str] = []
+                handled = False
                 for record in batch:
-                    if self._dispatch(record):
-                        done += 1
-                    else:
+                    outcome = self._deliver(record)
+                    if outcome is None:
                         failed.add(record.id)
+                    else:
+                        delivered.append(record.id)
+                        handled = handled or outcome
+                self._mark_dispatched(delivered)
+                done += len(delivered)
+                if not handled and len(batch) < _BATCH:
+                    break  # nothing ran that could have recorded more events
             return done
         finally:
             self._local.active = False
 
-    def _dispatch(self, record: EventRecord) -> bool:
+    def _deliver(self, record: EventRecord) -> bool | None:
+        """Run the handlers and observers of one event.
+
+        Returns ``None`` when one failed (the event stays queued), otherwise
+        whether a handler ran (a handler may record further events).
+        """
         event = structure(record.payload, DomainEvent)
+        handled = False
         for name, event_type, handler in self._handlers:
-            if isinstance(event, event_type) and not self._run(name, handler, event):
-                return False
+            if isinstance(event, event_type):
+                handled = True
+                if not self._run(name, handler, event):
+                    return None
         try:
             self._ctx.plugins.hook.membership_domain_event(portal=self._ctx.portal, event=event)
         except Exception:
             log.exception("an observer failed on event %s; it stays queued", record.id)
-            return False
+            return None
+        return handled
+
+    def _mark_dispatched(self, ids: list[str]) -> None:
+        """Mark delivered events dispatched, all in one transaction.
+
+        A crash before this commit delivers them again: handlers are
+        idempotent (their markers), and observers are promised at least once.
+        """
+        if not ids:
+            return
+        now = self._ctx.now()
         with self._ctx.uow() as uow:
-            current = uow.events.get_for_update(record.id)
-            if current is not None and current.dispatched_at is None:
-                uow.events.update(
-                    EventRecord(
-                        current.id,
-                        current.type,
-                        current.payload,
-                        current.occurred_at,
-                        self._ctx.now(),
-                    )
-                )
-                uow.commit()
-        return True
+            for current in uow.events.find_in("id", ids):
+                if current.dispatched_at is None:
+                    uow.events.update(attrs.evolve(current, dispatched_at=now))
+            uow.commit()
+
+    def listens_to(self, event: DomainEvent) -> bool:
+        """Whether a built-in handler or a plugin observer takes ``event``."""
+        if any(isinstance(event, event_type) for _, event_type, _ in self._handlers):
+            return True
+        return bool(self._ctx.plugins.hook.membership_domain_event.get_hookimpls())
 
     def _run(self, name: str, handler: Handler, event: DomainEvent) -> bool:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from email.utils import formataddr
@@ -40,6 +41,9 @@ class MailService(Service):
     def __init__(self, context: Context) -> None:
         super().__init__(context)
         self._renderer = TemplateRenderer()
+        # Set by the thread that queued a message, so its after-commit step
+        # sends without every other commit paying for a look at the outbox.
+        self._local = threading.local()
 
     def queue(
         self,
@@ -81,6 +85,7 @@ class MailService(Service):
             None,
         )
         uow.mail.add(message)
+        self._local.queued = True
         return message
 
     def outbox(
@@ -107,6 +112,13 @@ class MailService(Service):
             uow.mail.update(message)
             uow.commit()
         return message
+
+    def deliver_queued(self) -> tuple[int, int]:
+        """Send due mail if this thread queued any since it last looked (after a commit)."""
+        if not getattr(self._local, "queued", False):
+            return 0, 0
+        self._local.queued = False
+        return self.deliver_due()
 
     def deliver_due(self, *, limit: int = 100) -> tuple[int, int]:
         """Send what is due; return (sent, failed attempts).

@@ -138,12 +138,14 @@ class PaymentsService(Service):
         """Forget applied events older than 30 days; return how many were removed."""
         cutoff = self._ctx.now() - WEBHOOK_RETENTION
         with self._ctx.uow() as uow:
-            old = uow.webhook_events.find_due("received_at", cutoff)
+            # Claimed, so concurrent ticks each delete different rows.
+            old = uow.webhook_events.find_due("received_at", cutoff, limit=1000, claim=True)
             removed = 0
             for record in old:
                 if record.applied_at is not None:
-                    uow.webhook_events.delete(record.id)
-                    removed += 1
+                    with contextlib.suppress(NotFound):
+                        uow.webhook_events.delete(record.id)
+                        removed += 1
             uow.commit()
         return removed
 
@@ -517,7 +519,9 @@ class PaymentsService(Service):
             checkpoint = Checkpoint(
                 name, 0 if found < batch_size else offset + found, self._ctx.now()
             )
-            with self._ctx.uow() as uow:
+            # Two workers may both find no checkpoint yet; the second one's add then
+            # clashes, and its position is as good as the first one's.
+            with contextlib.suppress(Conflict), self._ctx.uow() as uow:
                 if uow.checkpoints.get_for_update(name) is None:
                     uow.checkpoints.add(checkpoint)
                 else:

@@ -139,7 +139,14 @@ for _collection in COLLECTIONS:
         ),
     )
     for _key in _collection.indexes:
-        sa.Index(f"ix_{_name}_{'_'.join(_key)}", _table.c.tenant, *(_table.c[k] for k in _key))
+        # Ending with id serves equality lookups in id order (how find() sorts) from
+        # the index alone; otherwise SQLite may prefer walking the primary key.
+        sa.Index(
+            f"ix_{_name}_{'_'.join(_key)}",
+            _table.c.tenant,
+            *(_table.c[k] for k in _key),
+            _table.c.id,
+        )
     tables[_collection.name] = _table
     mappers[_collection.name] = _mapper
 

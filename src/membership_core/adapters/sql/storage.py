@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -10,6 +11,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
 
+import attrs
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
@@ -35,13 +37,36 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+@attrs.frozen
+class _Statements:
+    """A table's insert and update, built once: executed with parameters, they
+    skip rebuilding and re-caching the statement on every write."""
+
+    insert: sa.Insert
+    update: sa.Update
+
+
+@functools.cache
+def _statements(name: str) -> _Statements:
+    table = tables[name]
+    update = table.update().where(
+        table.c.tenant == sa.bindparam("_tenant"), table.c.id == sa.bindparam("_id")
+    )
+    return _Statements(table.insert(), update)
+
+
+@functools.cache
+def _unique_keys(name: str) -> tuple[tuple[str, ...], ...]:
+    return next(c.unique for c in COLLECTIONS if c.name == name)
+
+
 class _Repository(Generic[T]):
     def __init__(self, uow: _UnitOfWork, name: str) -> None:
         self._uow = uow
         self._name = name
         self._table = tables[name]
         self._mapper: RowMapper = mappers[name]
-        self._uniques = next(c.unique for c in COLLECTIONS if c.name == name)
+        self._uniques = _unique_keys(name)
 
     @property
     def _conn(self) -> sa.Connection:
@@ -81,11 +106,17 @@ class _Repository(Generic[T]):
     def get_for_update(self, id: str) -> T | None:
         return self._one(id, lock=True)
 
-    def _write(self, statement: sa.Executable, item_id: str) -> sa.CursorResult[Any]:
-        # A savepoint keeps the unit of work usable after a constraint violation.
+    def _write(
+        self, statement: sa.Executable, params: dict[str, Any], item_id: str
+    ) -> sa.CursorResult[Any]:
         try:
-            with self._conn.begin_nested():
-                return self._conn.execute(statement)
+            if self._uow._storage.dialect == "postgresql":
+                # PostgreSQL aborts the whole transaction on a failed statement; a
+                # savepoint keeps the unit of work usable after a constraint violation.
+                # SQLite only undoes the statement, so it needs none.
+                with self._conn.begin_nested():
+                    return self._conn.execute(statement, params)
+            return self._conn.execute(statement, params)
         except exc.IntegrityError as error:
             fields = self._clash(error)
             what = "id" if fields == ("id",) else ", ".join(fields)
@@ -112,14 +143,12 @@ class _Repository(Generic[T]):
 
     def add(self, item: T) -> None:
         row = self._mapper.to_row(item)
-        self._write(self._table.insert().values(tenant=self._uow.tenant, **row), row["id"])
+        self._write(_statements(self._name).insert, {"tenant": self._uow.tenant, **row}, row["id"])
 
     def update(self, item: T) -> None:
         row = self._mapper.to_row(item)
-        statement = (
-            self._table.update().where(self._scoped(), self._table.c.id == row["id"]).values(**row)
-        )
-        if self._write(statement, row["id"]).rowcount == 0:
+        params = {"_tenant": self._uow.tenant, "_id": row["id"], **row}
+        if self._write(_statements(self._name).update, params, row["id"]).rowcount == 0:
             raise NotFound(self._name, row["id"], field="id")
 
     def delete(self, id: str) -> None:
