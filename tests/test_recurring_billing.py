@@ -17,8 +17,9 @@ from membership_core import (
     PaymentPlan,
     PurchaseStatus,
     Subscription,
+    ValidationError,
 )
-from membership_core.domain.billing import BillingStatus
+from membership_core.domain.billing import BillingStatus, DunningPolicy
 from membership_core.domain.payments import PaymentState
 from membership_core.ports.payments import GatewayCapabilities, GatewayEventType
 from membership_core.testing import TestGateway, TestPortal
@@ -322,3 +323,23 @@ def test_unverified_webhooks_store_nothing(open_portal: PortalFactory) -> None:
         portal.payments.handle_webhook("test", delivery.body, delivery.headers)
     assert portal.payments.webhook_events() == []
     assert portal.checkout.get(purchase.id).status is PurchaseStatus.PENDING
+
+
+def test_the_dunning_policy_is_the_hosts_choice(open_portal: PortalFactory) -> None:
+    portal = open_portal(
+        default_gateway="test", dunning=DunningPolicy(max_attempts=3, within=timedelta(days=4))
+    )
+    _, offer_id = _sell(portal, MONTHLY)
+    purchase = portal.checkout.purchase(offer_id, email="a@example.com")
+    assert purchase.method_reference is not None
+    portal.gateway.decline_method(purchase.method_reference)
+    portal.clock.set(portal.billing.get(purchase.id).paid_through)  # type: ignore[arg-type]
+    failures = 0
+    for _ in range(10):
+        failures += portal.tick().charges_failed
+        portal.clock.advance(days=1)
+    assert failures == 3
+    assert portal.billing.get(purchase.id).status is BillingStatus.DEFAULTED
+    with pytest.raises(ValidationError) as info:
+        open_portal(dunning=8)
+    assert info.value.field == "dunning"

@@ -10,6 +10,7 @@
 from .adapters.clock import FrozenClock, SystemClock
 from .adapters.ids import RandomIds, SequentialIds
 from .domain.access import AccessDecision, AccessReason
+from .domain.billing import Billing, BillingStatus, DunningPolicy
 from .domain.catalog import Category, Lesson, LessonKind, Product, ProductSort, ProductStatus
 from .domain.certificates import Certificate
 from .domain.enrollments import (
@@ -85,7 +86,9 @@ __all__ = [
     "AccessWindow",
     "AdapterRegistry",
     "AmountOff",
+    "Billing",
     "BillingPeriod",
+    "BillingStatus",
     "Category",
     "Certificate",
     "CertificateIssued",
@@ -95,6 +98,7 @@ __all__ = [
     "Coupon",
     "CourseCompleted",
     "DomainEvent",
+    "DunningPolicy",
     "EmailMessage",
     "EndAfter",
     "EndNever",
@@ -129,7 +133,6 @@ __all__ = [
     "OutlineCategory",
     "OutlineLesson",
     "PaymentDeclined",
-    "RefundFailed",
     "PaymentPlan",
     "PaymentType",
     "PercentOff",
@@ -144,6 +147,7 @@ __all__ = [
     "Purchase",
     "PurchaseStatus",
     "RandomIds",
+    "RefundFailed",
     "Repeating",
     "SequentialIds",
     "SettingsChanged",
@@ -156,8 +160,8 @@ __all__ = [
     "TickReport",
     "ValidationError",
     "Verification",
+    "__version__",
     "hookimpl",
     "structure",
     "unstructure",
-    "__version__",
 ]

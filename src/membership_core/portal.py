@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from .adapters.clock import SystemClock
 from .adapters.ids import RandomIds
+from .domain.billing import DunningPolicy
 from .errors import ConfigurationError, ValidationError
 from .plugins.manager import Plugins
 from .ports.clock import Clock
@@ -80,7 +81,14 @@ class Portal:
     'default'
     """
 
-    def __init__(self, context: Context, *, owns_storage: bool, default_gateway: str) -> None:
+    def __init__(
+        self,
+        context: Context,
+        *,
+        owns_storage: bool,
+        default_gateway: str,
+        dunning: DunningPolicy | None = None,
+    ) -> None:
         self._context = context
         self._owns_storage = owns_storage
         context.portal = self
@@ -88,7 +96,7 @@ class Portal:
         self.catalog = CatalogService(context)
         self.offers = OffersService(context)
         self.checkout = CheckoutService(context, self.members, default_gateway)
-        self.billing = BillingService(context)
+        self.billing = BillingService(context, dunning)
         self.payments = PaymentsService(context, self.checkout, self.billing)
         self.access = AccessService(context)
         self.progress = ProgressService(context, self.access)
@@ -113,6 +121,7 @@ class Portal:
         default_gateway: str = "manual",
         load_entrypoints: bool = True,
         blocked_plugins: Sequence[str] = (),
+        dunning: DunningPolicy | None = None,
     ) -> Portal:
         """Open the portal ``tenant`` in the database at ``url``.
 
@@ -129,7 +138,13 @@ class Portal:
         paid orders. Plugins passed in ``plugins`` come after built-in and
         entry-point ones (``load_entrypoints=False`` skips the latter;
         ``blocked_plugins`` leaves out the entry points with those names).
+        ``dunning`` says how failed renewals and installments are retried
+        (``DunningPolicy(max_attempts=8, within=timedelta(days=14))`` by default).
         """
+        if dunning is not None and not isinstance(dunning, DunningPolicy):
+            raise ValidationError(
+                "dunning", f"must be a DunningPolicy, not {type(dunning).__name__}"
+            )
         if not isinstance(tenant, str) or not _TENANT.match(tenant):
             raise ValidationError(
                 "tenant", "must be 1-63 lowercase letters, digits, '-' or '_', starting alnum"
@@ -167,7 +182,7 @@ class Portal:
             mailer=chosen_mailer,
             gateways=available,
         )
-        return cls(context, owns_storage=owns, default_gateway=default_gateway)
+        return cls(context, owns_storage=owns, default_gateway=default_gateway, dunning=dunning)
 
     @property
     def tenant(self) -> str:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from ..adapters.clock import FrozenClock
 from ..adapters.ids import SequentialIds
 from ..adapters.mail_memory import MemoryMailer
+from ..domain.billing import DunningPolicy
 from ..portal import Portal
 from ..ports.payments import PaymentGateway
 from ..ports.storage import Storage
@@ -69,6 +70,7 @@ def make_test_portal(
     plugins: Sequence[object] = (),
     gateways: Mapping[str, PaymentGateway] | None = None,
     default_gateway: str = "manual",
+    dunning: DunningPolicy | None = None,
 ) -> TestPortal:
     """A portal on ``url`` with a :class:`FrozenClock`, sequential ids and a memory mailer.
 
@@ -88,6 +90,7 @@ def make_test_portal(
         gateways=gateways,
         default_gateway=default_gateway,
         load_entrypoints=False,
+        dunning=dunning,
     )
     portal.__class__ = TestPortal
     return portal  # type: ignore[return-value]
