@@ -56,6 +56,18 @@ class BillingRun:
     errors: int = 0
 
 
+def _paid(payment: Payment, reference: str | None, now: datetime) -> Payment:
+    """``payment`` taken by the gateway at ``now``."""
+    return attrs.evolve(
+        payment,
+        state=PaymentState.SUCCEEDED,
+        gateway_reference=reference,
+        paid_at=now,
+        failure_reason=None,
+        updated_at=now,
+    )
+
+
 @attrs.frozen
 class _Claim:
     billing: Billing
@@ -265,26 +277,10 @@ class BillingService(Service):
             # Money the gateway took is still money taken: record it, so it shows
             # in payments() and can be refunded, without reopening the billing.
             if result.status is PaymentStatus.SUCCEEDED:
-                uow.payments.update(
-                    attrs.evolve(
-                        payment,
-                        state=PaymentState.SUCCEEDED,
-                        gateway_reference=reference,
-                        paid_at=now,
-                        failure_reason=None,
-                        updated_at=now,
-                    )
-                )
+                uow.payments.update(_paid(payment, reference, now))
             return billing
         if result.status is PaymentStatus.SUCCEEDED:
-            payment = attrs.evolve(
-                payment,
-                state=PaymentState.SUCCEEDED,
-                gateway_reference=reference,
-                paid_at=now,
-                failure_reason=None,
-                updated_at=now,
-            )
+            payment = _paid(payment, reference, now)
             updated = rules.record_success(billing, sequence, now)
         elif result.status is PaymentStatus.DECLINED:
             payment = attrs.evolve(

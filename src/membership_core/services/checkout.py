@@ -15,13 +15,10 @@ from .. import _validate as v
 from ..domain import billing as billing_rules
 from ..domain.billing import Billing
 from ..domain.enrollments import (
-    Enrollment,
-    EnrollmentSource,
-    EnrollmentStatus,
     Purchase,
     PurchaseStatus,
 )
-from ..domain.events import AccessGranted, OfferPurchased
+from ..domain.events import OfferPurchased
 from ..domain.members import email_key
 from ..domain.money import Money
 from ..domain.offers import (
@@ -54,7 +51,8 @@ from ..ports.payments import (
     require_capability,
 )
 from ..ports.storage import UnitOfWork
-from ._context import Context, Service
+from ._context import Context
+from ._grants import GrantingService
 from .members import MembersService
 
 __all__ = ["CheckoutService"]
@@ -132,7 +130,7 @@ def _contact_answers(
     return answers
 
 
-class CheckoutService(Service):
+class CheckoutService(GrantingService):
     """Buy or claim offers. ``portal.checkout``."""
 
     def __init__(self, context: Context, members: MembersService, default_gateway: str) -> None:
@@ -659,26 +657,5 @@ class CheckoutService(Service):
             offer_id=offer.id,
             member_id=purchase.member_id,
         )
-        now = self._ctx.now()
         for product_id in purchase.product_ids or offer.product_ids:
-            enrollment = Enrollment(
-                self._ctx.ids.new("enr"),
-                purchase.member_id,
-                product_id,
-                EnrollmentSource.PURCHASE,
-                purchase.id,
-                EnrollmentStatus.ACTIVE,
-                starts_at,
-                ends_at,
-                now,
-                None,
-            )
-            uow.enrollments.add(enrollment)
-            self._record(
-                uow,
-                AccessGranted,
-                enrollment_id=enrollment.id,
-                member_id=purchase.member_id,
-                product_id=product_id,
-                purchase_id=purchase.id,
-            )
+            self._grant_product(uow, purchase, product_id, starts_at, ends_at)

@@ -23,12 +23,10 @@ from ..domain.billing import Billing
 from ..domain.checkpoints import Checkpoint
 from ..domain.enrollments import (
     Enrollment,
-    EnrollmentSource,
     EnrollmentStatus,
     Purchase,
     PurchaseStatus,
 )
-from ..domain.events import AccessGranted
 from ..domain.money import Money
 from ..domain.offers import Offer
 from ..domain.payments import Payment, PaymentState, Refund, RefundState, WebhookEvent
@@ -46,7 +44,8 @@ from ..ports.payments import (
     require_capability,
 )
 from ..ports.storage import UnitOfWork
-from ._context import Context, Service
+from ._context import Context
+from ._grants import GrantingService
 from .billing import BillingService
 from .checkout import CheckoutService
 
@@ -89,7 +88,7 @@ class EntitlementGap:
     repaired: bool
 
 
-class PaymentsService(Service):
+class PaymentsService(GrantingService):
     """Webhooks and refunds. ``portal.payments``."""
 
     def __init__(
@@ -584,13 +583,14 @@ class PaymentsService(Service):
             if not held:
                 if recurring and billing is None:
                     continue  # bought, but its billing never started: nothing to grant from
-                if should_end is not None and should_end <= now:
+                window = self._entitled_window(uow, purchase, should_end, offer)
+                if window is None or (window[1] is not None and window[1] <= now):
                     continue  # whatever was paid for is over
                 gap = EntitlementGap(
-                    purchase.id, purchase.member_id, product_id, "missing", None, should_end, repair
+                    purchase.id, purchase.member_id, product_id, "missing", None, window[1], repair
                 )
                 if repair:
-                    self._regrant(uow, purchase, product_id, should_end, offer, now)
+                    self._grant_product(uow, purchase, product_id, *window)
                 gaps.append(gap)
                 continue
             active = [e for e in held if e.status is EnrollmentStatus.ACTIVE]
@@ -615,44 +615,25 @@ class PaymentsService(Service):
                     uow.enrollments.update(attrs.evolve(latest, ends_at=should_end))
         return gaps
 
-    def _regrant(
-        self,
-        uow: UnitOfWork,
-        purchase: Purchase,
-        product_id: str,
-        should_end: datetime | None,
-        offer: Offer | None,
-        now: datetime,
-    ) -> None:
-        offer = offer or uow.offers.get(purchase.offer_id)
+    @staticmethod
+    def _entitled_window(
+        uow: UnitOfWork, purchase: Purchase, should_end: datetime | None, offer: Offer | None
+    ) -> tuple[datetime, datetime | None] | None:
+        """When a paid purchase's access runs: its billing's end, or its offer's window.
+
+        ``None`` when it never could (the offer is gone, or its window had
+        already closed when the purchase was paid).
+        """
         paid_at = purchase.paid_at or purchase.created_at
-        starts_at, ends_at = paid_at, should_end
-        if offer is not None and should_end is None:
-            try:
-                starts_at, ends_at = resolve(offer.access_window, paid_at)
-            except ValidationError:
-                starts_at, ends_at = paid_at, None
-        enrollment = Enrollment(
-            self._ctx.ids.new("enr"),
-            purchase.member_id,
-            product_id,
-            EnrollmentSource.PURCHASE,
-            purchase.id,
-            EnrollmentStatus.ACTIVE,
-            starts_at,
-            ends_at,
-            now,
-            None,
-        )
-        uow.enrollments.add(enrollment)
-        self._record(
-            uow,
-            AccessGranted,
-            enrollment_id=enrollment.id,
-            member_id=purchase.member_id,
-            product_id=product_id,
-            purchase_id=purchase.id,
-        )
+        if should_end is not None:
+            return paid_at, should_end
+        offer = offer or uow.offers.get(purchase.offer_id)
+        if offer is None:
+            return None
+        try:
+            return resolve(offer.access_window, paid_at)
+        except ValidationError:
+            return None
 
     def _revoke(
         self, uow: UnitOfWork, purchase: Purchase, product_ids: set[str] | None = None
