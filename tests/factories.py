@@ -51,7 +51,12 @@ from membership_core.domain.pricing import (
     Repeating,
     Subscription,
 )
-from membership_core.domain.progress import CourseCompletion, LessonCompletion
+from membership_core.domain.progress import (
+    CourseCompletion,
+    LessonActivity,
+    LessonCompletion,
+    ProductActivity,
+)
 from membership_core.domain.settings import SiteSettings
 from membership_core.domain.windows import AccessWindow, EndAfter, StartOn
 
@@ -170,6 +175,8 @@ def enrollment(**kw: Any) -> Enrollment:
         "ends_at": None,
         "granted_at": T0,
         "revoked_at": None,
+        "reason": "support ticket 12",
+        "revoke_reason": None,
     }
     return Enrollment(**(values | kw))
 
@@ -303,6 +310,29 @@ def course_completion(**kw: Any) -> CourseCompletion:
     return CourseCompletion(**(values | kw))
 
 
+def product_activity(**kw: Any) -> ProductActivity:
+    values: dict[str, Any] = {
+        "id": _id("pac"),
+        "member_id": "mem_x",
+        "product_id": "prod_x",
+        "first_visit_at": T0,
+        "last_activity_at": T0,
+    }
+    return ProductActivity(**(values | kw))
+
+
+def lesson_activity(**kw: Any) -> LessonActivity:
+    values: dict[str, Any] = {
+        "id": _id("lac"),
+        "member_id": "mem_x",
+        "product_id": "prod_x",
+        "lesson_id": _id("les"),
+        "video_percent": 42,
+        "updated_at": T0,
+    }
+    return LessonActivity(**(values | kw))
+
+
 def certificate(**kw: Any) -> Certificate:
     values: dict[str, Any] = {
         "id": _id("cert"),
@@ -403,6 +433,8 @@ BUILDERS: dict[str, Any] = {
     "webhook_events": webhook_event,
     "lesson_completions": lesson_completion,
     "course_completions": course_completion,
+    "product_activity": product_activity,
+    "lesson_activity": lesson_activity,
     "certificates": certificate,
     "events": event_record,
     "handled_events": handled_event,

@@ -135,7 +135,7 @@ def test_dunning_retries_then_defaults_and_ends_access(open_portal: PortalFactor
     assert payment.attempts == 8
     assert payment.failure_reason == "expired_card"
     reason = portal.access.can_view(purchase.member_id, lesson).reason
-    assert reason is AccessReason.EXPIRED
+    assert reason is AccessReason.PAYMENT_PAST_DUE
     assert _charged(portal.gateway) == Money.of("20", "EUR")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 
 import attrs
@@ -25,6 +26,8 @@ class AccessReason(enum.Enum):
     REVOKED = "revoked"
     UNPUBLISHED = "unpublished"
     MEMBER_INACTIVE = "member_inactive"
+    #: The grant ended because a subscription or payment plan went unpaid.
+    PAYMENT_PAST_DUE = "payment_past_due"
     #: A host plugin decided (``membership_access_decision``), for reasons of its own.
     POLICY = "policy"
 
@@ -52,11 +55,14 @@ def decide(
     at: datetime,
     *,
     member_active: bool = True,
+    unpaid_purchases: AbstractSet[str] = frozenset(),
 ) -> AccessDecision:
     """Decide access to ``lesson`` of ``product`` from the member's ``enrollments`` at ``at``.
 
     Order of checks: published content, member status, preview lessons, then
-    the union of enrollment windows.
+    the union of enrollment windows. ``unpaid_purchases`` names purchases
+    whose billing is past due or defaulted: access that ended with one of them
+    is refused as ``PAYMENT_PAST_DUE`` rather than ``EXPIRED``.
     """
     if not product.published or not lesson.published:
         return AccessDecision(False, AccessReason.UNPUBLISHED)
@@ -74,4 +80,7 @@ def decide(
     upcoming = [e.starts_at for e in live if e.starts_at > at]
     if upcoming:
         return AccessDecision(False, AccessReason.NOT_STARTED, min(upcoming))
+    last = max(live, key=lambda e: (e.ends_at or at, e.id))
+    if last.purchase_id is not None and last.purchase_id in unpaid_purchases:
+        return AccessDecision(False, AccessReason.PAYMENT_PAST_DUE)
     return AccessDecision(False, AccessReason.EXPIRED)

@@ -52,6 +52,10 @@ class Enrollment:
     ends_at: datetime | None
     granted_at: datetime
     revoked_at: datetime | None
+    #: Why an admin granted it (``None`` for a purchase).
+    reason: str | None = None
+    #: Why it was revoked, when it was.
+    revoke_reason: str | None = None
 
     def covers(self, at: datetime) -> bool:
         """True when this grant gives access at the instant ``at`` (end exclusive)."""

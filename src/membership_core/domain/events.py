@@ -14,12 +14,14 @@ import attrs
 __all__ = [
     "EVENT_TYPES",
     "AccessGranted",
+    "AccessRevoked",
     "CertificateIssued",
     "CourseCompleted",
     "DomainEvent",
     "EventRecord",
     "HandledEvent",
     "LessonCompleted",
+    "LessonCompletionUndone",
     "MemberCreated",
     "OfferPurchased",
     "ProductPublished",
@@ -83,12 +85,32 @@ class AccessGranted(DomainEvent):
 
 
 @attrs.frozen(kw_only=True)
+class AccessRevoked(DomainEvent):
+    """An admin took a member's access to a product away; ``reason`` says why."""
+
+    enrollment_id: str
+    member_id: str
+    product_id: str
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
 class LessonCompleted(DomainEvent):
     """A member completed a lesson."""
 
     member_id: str
     product_id: str
     lesson_id: str
+
+
+@attrs.frozen(kw_only=True)
+class LessonCompletionUndone(DomainEvent):
+    """An admin undid a member's lesson completion; ``reason`` says why."""
+
+    member_id: str
+    product_id: str
+    lesson_id: str
+    reason: str
 
 
 @attrs.frozen(kw_only=True)
@@ -144,7 +166,9 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = _register(
     ProductUnpublished,
     OfferPurchased,
     AccessGranted,
+    AccessRevoked,
     LessonCompleted,
+    LessonCompletionUndone,
     CourseCompleted,
     CertificateIssued,
     SettingsChanged,

@@ -9,7 +9,14 @@ import attrs
 
 from .catalog import Lesson
 
-__all__ = ["CourseCompletion", "LessonCompletion", "Progress", "compute_progress"]
+__all__ = [
+    "CourseCompletion",
+    "LessonActivity",
+    "LessonCompletion",
+    "ProductActivity",
+    "Progress",
+    "compute_progress",
+]
 
 
 @attrs.frozen
@@ -31,6 +38,33 @@ class CourseCompletion:
     member_id: str
     product_id: str
     completed_at: datetime
+
+
+@attrs.frozen
+class ProductActivity:
+    """When a member first and last did something in a product (one per member and product).
+
+    ``first_visit_at`` is the anchor of drip schedules that count from the
+    member's first visit; ``last_activity_at`` feeds analytics.
+    """
+
+    id: str
+    member_id: str
+    product_id: str
+    first_visit_at: datetime
+    last_activity_at: datetime
+
+
+@attrs.frozen
+class LessonActivity:
+    """How far a member got in a lesson's video (the highest percent seen)."""
+
+    id: str
+    member_id: str
+    product_id: str
+    lesson_id: str
+    video_percent: int
+    updated_at: datetime
 
 
 @attrs.frozen

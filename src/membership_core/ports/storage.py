@@ -32,7 +32,12 @@ from ..domain.mail import OutboxMessage
 from ..domain.members import Member
 from ..domain.offers import Offer, OfferProduct
 from ..domain.payments import Payment, Refund, WebhookEvent
-from ..domain.progress import CourseCompletion, LessonCompletion
+from ..domain.progress import (
+    CourseCompletion,
+    LessonActivity,
+    LessonCompletion,
+    ProductActivity,
+)
 from ..domain.settings import SiteSettings
 
 __all__ = [
@@ -116,6 +121,13 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         indexes=(("member_id", "product_id"),),
     ),
     Collection("course_completions", CourseCompletion, unique=(("member_id", "product_id"),)),
+    Collection(
+        "product_activity",
+        ProductActivity,
+        unique=(("member_id", "product_id"),),
+        indexes=(("product_id", "last_activity_at"),),
+    ),
+    Collection("lesson_activity", LessonActivity, unique=(("member_id", "lesson_id"),)),
     Collection(
         "certificates",
         Certificate,
@@ -221,6 +233,8 @@ class Repositories(Protocol):
     webhook_events: Repository[WebhookEvent]
     lesson_completions: Repository[LessonCompletion]
     course_completions: Repository[CourseCompletion]
+    product_activity: Repository[ProductActivity]
+    lesson_activity: Repository[LessonActivity]
     certificates: Repository[Certificate]
     events: Repository[EventRecord]
     handled_events: Repository[HandledEvent]

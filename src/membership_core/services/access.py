@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import attrs
+
 from .. import _validate as v
-from ..domain.access import AccessDecision, decide
+from ..domain.access import AccessDecision, AccessReason, decide
+from ..domain.billing import BillingStatus
 from ..domain.catalog import Lesson, Product
-from ..domain.enrollments import Enrollment
+from ..domain.enrollments import Enrollment, EnrollmentSource, EnrollmentStatus
+from ..domain.events import AccessGranted, AccessRevoked
 from ..domain.members import MemberStatus
 from ..domain.outline import Outline, build_outline
 from ..domain.progress import compute_progress
+from ..errors import ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Service
 
@@ -40,10 +45,27 @@ class AccessService(Service):
         lesson = self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
         product = self._require(uow.products, "product", lesson.product_id, "lesson_id")
         enrollments = uow.enrollments.find({"member_id": member_id, "product_id": product.id})
-        decision = decide(
-            product, lesson, enrollments, at, member_active=member.status is MemberStatus.ACTIVE
-        )
+        active = member.status is MemberStatus.ACTIVE
+        decision = decide(product, lesson, enrollments, at, member_active=active)
+        if decision.reason is AccessReason.EXPIRED:
+            # Only refusals pay for the look at billings that tells "unpaid" from "over".
+            unpaid = self._unpaid(uow, enrollments)
+            decision = decide(
+                product, lesson, enrollments, at, member_active=active, unpaid_purchases=unpaid
+            )
         return self._adjust(member_id, lesson, at, decision), lesson, product
+
+    @staticmethod
+    def _unpaid(uow: UnitOfWork, enrollments: list[Enrollment]) -> frozenset[str]:
+        """The purchases among ``enrollments`` whose billing is past due or defaulted."""
+        ids = sorted({e.purchase_id for e in enrollments if e.purchase_id is not None})
+        if not ids:
+            return frozenset()
+        return frozenset(
+            billing.purchase_id
+            for billing in uow.billings.find_in("purchase_id", ids)
+            if billing.status in (BillingStatus.PAST_DUE, BillingStatus.DEFAULTED)
+        )
 
     def _adjust(
         self, member_id: str, lesson: Lesson, at: datetime, decision: AccessDecision
@@ -59,16 +81,111 @@ class AccessService(Service):
         return override if isinstance(override, AccessDecision) else decision
 
     def enrollments(self, member_id: str) -> list[Enrollment]:
-        """Every enrollment of the member, active or not, oldest first.
+        """The member's access history: every grant, active or not, oldest first.
 
-        Each says which product it opens and its ``starts_at`` / ``ends_at``,
-        so a host can list "my courses" with their access dates.
+        Each says which product it opens, whether a purchase
+        (``purchase_id``) or an admin (``source``, ``reason``) granted it, its
+        ``starts_at`` / ``ends_at``, and when and why it was revoked, so a host
+        can list "my courses" with their dates or show an admin the history.
         """
         v.identifier("member_id", member_id, "mem")
         with self._ctx.uow(write=False) as uow:
             self._require(uow.members, "member", member_id, "member_id")
             found = uow.enrollments.find({"member_id": member_id})
         return sorted(found, key=lambda enrollment: (enrollment.starts_at, enrollment.id))
+
+    def grant(
+        self,
+        member_id: str,
+        product_id: str,
+        *,
+        reason: str,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+    ) -> Enrollment:
+        """Give a member access to a product by hand, for ``reason`` (an admin's grant).
+
+        The window defaults to from now on, without end. Access is the union
+        of grants: this one adds to any the member bought and is revoked on its
+        own. Records ``AccessGranted``.
+        """
+        v.identifier("member_id", member_id, "mem")
+        v.identifier("product_id", product_id, "prod")
+        reason = v.text("reason", reason, max_length=500)
+        now = self._ctx.now()
+        start = now if starts_at is None else v.aware("starts_at", starts_at)
+        end = None if ends_at is None else v.aware("ends_at", ends_at)
+        if end is not None and end <= start:
+            raise ValidationError("ends_at", "must be after starts_at")
+        with self._ctx.uow() as uow:
+            self._require(uow.members, "member", member_id, "member_id")
+            self._require(uow.products, "product", product_id, "product_id")
+            enrollment = Enrollment(
+                self._ctx.ids.new("enr"),
+                member_id,
+                product_id,
+                EnrollmentSource.ADMIN,
+                None,
+                EnrollmentStatus.ACTIVE,
+                start,
+                end,
+                now,
+                None,
+                reason=reason,
+            )
+            uow.enrollments.add(enrollment)
+            self._record(
+                uow,
+                AccessGranted,
+                enrollment_id=enrollment.id,
+                member_id=member_id,
+                product_id=product_id,
+                purchase_id=None,
+            )
+            uow.commit()
+        self._committed()
+        return enrollment
+
+    def revoke(self, member_id: str, product_id: str, *, reason: str) -> list[Enrollment]:
+        """Take a member's access to a product away by hand, whatever granted it.
+
+        Every active grant of the product to the member (bought or given) is
+        revoked with ``reason`` and recorded as ``AccessRevoked``; the revoked
+        grants are returned (none when there were none). Purchases are not
+        refunded: that is ``payments.refund``.
+        """
+        v.identifier("member_id", member_id, "mem")
+        v.identifier("product_id", product_id, "prod")
+        reason = v.text("reason", reason, max_length=500)
+        now = self._ctx.now()
+        revoked = []
+        with self._ctx.uow() as uow:
+            self._require_for_update(uow.members, "member", member_id, "member_id")
+            self._require(uow.products, "product", product_id, "product_id")
+            for enrollment in uow.enrollments.find(
+                {"member_id": member_id, "product_id": product_id}
+            ):
+                if enrollment.status is not EnrollmentStatus.ACTIVE:
+                    continue
+                ended = attrs.evolve(
+                    enrollment,
+                    status=EnrollmentStatus.REVOKED,
+                    revoked_at=now,
+                    revoke_reason=reason,
+                )
+                uow.enrollments.update(ended)
+                self._record(
+                    uow,
+                    AccessRevoked,
+                    enrollment_id=ended.id,
+                    member_id=member_id,
+                    product_id=product_id,
+                    reason=reason,
+                )
+                revoked.append(ended)
+            uow.commit()
+        self._committed()
+        return revoked
 
     def outline(self, member_id: str, product_id: str, at: datetime | None = None) -> Outline:
         """The product's whole tree with each lesson's state for this member, and progress."""
