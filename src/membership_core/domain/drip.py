@@ -457,16 +457,18 @@ def opens_at(rule: TimeRule, *, start: datetime | None, timezone: ZoneInfo) -> d
     >>> opens_at(AfterDelay(days=7), start=None, timezone=new_york) is None
     True
     """
-    if isinstance(rule, OnDate):
-        return local_instant(rule.local, timezone)
-    if not isinstance(rule, AfterDelay):
+    if not isinstance(rule, (AfterDelay, OnDate)):
         raise ValidationError(
             "rule", f"must be AfterDelay or OnDate (a time rule), not {type(rule).__name__}"
         )
-    if start is None:
-        return None
-    start = _validate.aware("start", start).astimezone(UTC)
+    if not isinstance(timezone, ZoneInfo):
+        raise ValidationError("timezone", f"must be a ZoneInfo, not {type(timezone).__name__}")
     try:
+        if isinstance(rule, OnDate):
+            return local_instant(rule.local, timezone)
+        if start is None:
+            return None
+        start = _validate.aware("start", start).astimezone(UTC)
         if rule.days == 0 and rule.at is None:
             return start + timedelta(hours=rule.hours)
         local = _wall(start, timezone)
@@ -475,7 +477,7 @@ def opens_at(rule: TimeRule, *, start: datetime | None, timezone: ZoneInfo) -> d
         wall = day if at is None else datetime.combine(day.date(), at)
         return local_instant(wall, timezone) + timedelta(hours=rule.hours)
     except OverflowError:
-        raise ValidationError("start", "the opening would be outside the years 1 to 9999") from None
+        raise ValidationError("rule", "it would open outside the years 1 to 9999") from None
 
 
 # --------------------------------------------------------------------------- evaluation
