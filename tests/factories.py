@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 from membership_core.domain.billing import Billing, BillingStatus
@@ -11,6 +11,14 @@ from membership_core.domain.catalog import Category, Lesson, LessonKind, Product
 from membership_core.domain.certificates import Certificate
 from membership_core.domain.checkpoints import Checkpoint
 from membership_core.domain.coupons import StoredCoupon
+from membership_core.domain.drip import (
+    AfterAssessment,
+    AfterDelay,
+    AfterLesson,
+    DripSettings,
+    FromCohortStart,
+    OnDate,
+)
 from membership_core.domain.enrollments import (
     Enrollment,
     EnrollmentSource,
@@ -53,6 +61,7 @@ from membership_core.domain.pricing import (
 )
 from membership_core.domain.progress import (
     CourseCompletion,
+    DripProgress,
     LessonActivity,
     LessonCompletion,
     ProductActivity,
@@ -321,6 +330,29 @@ def product_activity(**kw: Any) -> ProductActivity:
     return ProductActivity(**(values | kw))
 
 
+def product_with_drip(**kw: Any) -> Product:
+    values: dict[str, Any] = {
+        "drip": DripSettings(FromCohortStart(T0), "Europe/Berlin"),
+        "drip_rules": {
+            "cat_1": (AfterDelay(days=7, at=time(9, 0)), AfterLesson()),
+            "les_1": (OnDate(datetime(2026, 3, 29, 2, 30)), AfterAssessment("asm_1")),
+        },
+    }
+    return product(**(values | kw))
+
+
+def drip_progress(**kw: Any) -> DripProgress:
+    values: dict[str, Any] = {
+        "id": _id("dpg"),
+        "member_id": "mem_x",
+        "product_id": "prod_x",
+        "unlocked_lesson_ids": frozenset({"les_1", "les_2"}),
+        "next_unlock_at": T0,
+        "evaluated_at": T0,
+    }
+    return DripProgress(**(values | kw))
+
+
 def lesson_activity(**kw: Any) -> LessonActivity:
     values: dict[str, Any] = {
         "id": _id("lac"),
@@ -419,7 +451,7 @@ def stored_coupon(**kw: Any) -> StoredCoupon:
 
 #: One builder per storage collection, by collection name.
 BUILDERS: dict[str, Any] = {
-    "products": product,
+    "products": product_with_drip,
     "categories": category,
     "lessons": lesson,
     "offers": offer_with_everything,
@@ -435,6 +467,7 @@ BUILDERS: dict[str, Any] = {
     "course_completions": course_completion,
     "product_activity": product_activity,
     "lesson_activity": lesson_activity,
+    "drip_progress": drip_progress,
     "certificates": certificate,
     "events": event_record,
     "handled_events": handled_event,

@@ -60,6 +60,7 @@ def test_init_and_tick_commands(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "charges_pending": 0,
         "webhooks_applied": 0,
         "access_repaired": 0,
+        "lessons_unlocked": 0,
     }
     assert main(["tick", "mysql://nowhere"]) == 1
     assert "mysql" in capsys.readouterr().err

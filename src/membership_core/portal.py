@@ -27,6 +27,7 @@ from .services.billing import BillingService
 from .services.catalog import CatalogService
 from .services.certificates import CertificatesService
 from .services.checkout import CheckoutService
+from .services.drip import DripService
 from .services.events import EventDispatcher
 from .services.mail import MailService
 from .services.members import MembersService
@@ -56,6 +57,8 @@ class TickReport:
     webhooks_applied: int = 0
     #: Paid-but-not-entitled grants repaired by reconciliation.
     access_repaired: int = 0
+    #: Members whose dripped lessons opened (one ``LessonsUnlocked`` each).
+    lessons_unlocked: int = 0
 
 
 def _default_mailer_url(url: str) -> str:
@@ -98,7 +101,8 @@ class Portal:
         self.checkout = CheckoutService(context, self.members, default_gateway)
         self.billing = BillingService(context, dunning)
         self.payments = PaymentsService(context, self.checkout, self.billing)
-        self.access = AccessService(context)
+        self.drip = DripService(context)
+        self.access = AccessService(context, self.drip)
         self.progress = ProgressService(context, self.access)
         self.certificates = CertificatesService(context)
         self.mail = MailService(context)
@@ -227,6 +231,7 @@ class Portal:
         self.payments.prune_webhooks()
         run = self.billing.charge_due()
         repaired = self.payments.reconcile_step()
+        unlocked = self.drip.unlock_due()
         dispatched = self._events.dispatch_pending()
         sent, failed = self.mail.deliver_due()
         return TickReport(
@@ -238,6 +243,7 @@ class Portal:
             charges_pending=run.pending,
             webhooks_applied=webhooks,
             access_repaired=len(repaired),
+            lessons_unlocked=unlocked,
         )
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime
 import attrs
 
 from .catalog import Lesson, Product
+from .drip import DripState, LessonAvailability
 from .enrollments import Enrollment, EnrollmentStatus
 
 __all__ = ["AccessDecision", "AccessReason", "decide"]
@@ -28,6 +29,12 @@ class AccessReason(enum.Enum):
     MEMBER_INACTIVE = "member_inactive"
     #: The grant ended because a subscription or payment plan went unpaid.
     PAYMENT_PAST_DUE = "payment_past_due"
+    #: The member has access, but the drip schedule opens the lesson later
+    #: (``available_at``, when known).
+    DRIPPED = "dripped"
+    #: The member has access, but the lesson waits for an earlier lesson or an
+    #: assessment to be completed first.
+    LOCKED = "locked"
     #: A host plugin decided (``membership_access_decision``), for reasons of its own.
     POLICY = "policy"
 
@@ -56,20 +63,27 @@ def decide(
     *,
     member_active: bool = True,
     unpaid_purchases: AbstractSet[str] = frozenset(),
+    drip: LessonAvailability | None = None,
 ) -> AccessDecision:
     """Decide access to ``lesson`` of ``product`` from the member's ``enrollments`` at ``at``.
 
     Order of checks: published content, member status, preview lessons, then
     the union of enrollment windows. ``unpaid_purchases`` names purchases
     whose billing is past due or defaulted: access that ended with one of them
-    is refused as ``PAYMENT_PAST_DUE`` rather than ``EXPIRED``.
+    is refused as ``PAYMENT_PAST_DUE`` rather than ``EXPIRED``. ``drip`` is
+    the lesson's availability in the member's drip schedule: a member with
+    access still waits for a ``DRIPPED`` or ``LOCKED`` lesson.
     """
     if not product.published or not lesson.published:
         return AccessDecision(False, AccessReason.UNPUBLISHED)
     if not member_active:
         return AccessDecision(False, AccessReason.MEMBER_INACTIVE)
     if any(e.covers(at) for e in enrollments):
-        return AccessDecision(True, AccessReason.ENROLLED)
+        if drip is None or drip.available or lesson.preview:
+            return AccessDecision(True, AccessReason.ENROLLED)
+        if drip.state is DripState.DRIPPED:
+            return AccessDecision(False, AccessReason.DRIPPED, drip.opens_at)
+        return AccessDecision(False, AccessReason.LOCKED, drip.opens_at)
     if lesson.preview:
         return AccessDecision(True, AccessReason.PREVIEW)
     live = [e for e in enrollments if e.status is EnrollmentStatus.ACTIVE]

@@ -9,6 +9,7 @@ from datetime import datetime
 import attrs
 
 from ..errors import Conflict
+from .drip import DripRule, DripSettings
 
 __all__ = [
     "Category",
@@ -48,7 +49,12 @@ class ProductSort(enum.Enum):
 
 @attrs.frozen
 class Product:
-    """A membership product (a course): the thing offers sell access to."""
+    """A membership product (a course): the thing offers sell access to.
+
+    ``drip`` turns drip scheduling on (its start clock and timezone);
+    ``drip_rules`` maps lesson and category ids to their rules. Without
+    ``drip`` every lesson opens with access and the rules are kept but unused.
+    """
 
     id: str
     title: str
@@ -57,6 +63,8 @@ class Product:
     status: ProductStatus
     created_at: datetime
     updated_at: datetime
+    drip: DripSettings | None = None
+    drip_rules: dict[str, tuple[DripRule, ...]] = attrs.field(factory=dict)
 
     @property
     def published(self) -> bool:

@@ -22,6 +22,7 @@ __all__ = [
     "HandledEvent",
     "LessonCompleted",
     "LessonCompletionUndone",
+    "LessonsUnlocked",
     "MemberCreated",
     "OfferPurchased",
     "ProductPublished",
@@ -114,6 +115,19 @@ class LessonCompletionUndone(DomainEvent):
 
 
 @attrs.frozen(kw_only=True)
+class LessonsUnlocked(DomainEvent):
+    """Dripped lessons opened for a member: one event for all that opened at once.
+
+    The "new material unlocked" email hangs off it, so a member gets one
+    email per batch, not one per lesson.
+    """
+
+    member_id: str
+    product_id: str
+    lesson_ids: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
 class CourseCompleted(DomainEvent):
     """A member completed every required lesson of a product; fires once per member and product."""
 
@@ -169,6 +183,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = _register(
     AccessRevoked,
     LessonCompleted,
     LessonCompletionUndone,
+    LessonsUnlocked,
     CourseCompleted,
     CertificateIssued,
     SettingsChanged,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import attrs
 
 from .access import AccessDecision, AccessReason, decide
 from .catalog import Category, Lesson, Product
+from .drip import LessonAvailability
 from .enrollments import Enrollment
 from .progress import Progress
 
@@ -21,6 +22,9 @@ class LessonState(enum.Enum):
 
     COMPLETED = "completed"
     AVAILABLE = "available"
+    #: Opens later by the drip schedule; ``available_at`` says when (if known).
+    DRIPPED = "dripped"
+    #: Waits: for an earlier lesson or assessment, or for access to start.
     LOCKED = "locked"
     NO_ACCESS = "no_access"
 
@@ -76,7 +80,9 @@ def _state(decision: AccessDecision, completed: bool) -> LessonState:
         return LessonState.COMPLETED
     if decision.allowed:
         return LessonState.AVAILABLE
-    if decision.available_at is not None:
+    if decision.reason is AccessReason.DRIPPED:
+        return LessonState.DRIPPED
+    if decision.reason is AccessReason.LOCKED or decision.available_at is not None:
         return LessonState.LOCKED
     return LessonState.NO_ACCESS
 
@@ -92,11 +98,13 @@ def build_outline(
     member_active: bool = True,
     completed: bool = False,
     adjust: Callable[[Lesson, AccessDecision], AccessDecision] | None = None,
+    drip: Mapping[str, LessonAvailability] | None = None,
 ) -> Outline:
     """Build the outline from already-loaded records; no storage access.
 
     ``adjust`` may replace each lesson's decision (the service passes the
-    host's ``membership_access_decision`` hook through it).
+    host's ``membership_access_decision`` hook through it). ``drip`` is each
+    lesson's availability in the member's drip schedule, by lesson id.
     """
     by_category: dict[str, list[Lesson]] = {}
     for lesson in lessons:
@@ -107,7 +115,14 @@ def build_outline(
         children.setdefault(category.parent_id, []).append(category)
 
     def lesson_view(lesson: Lesson) -> OutlineLesson:
-        decision = decide(product, lesson, enrollments, at, member_active=member_active)
+        decision = decide(
+            product,
+            lesson,
+            enrollments,
+            at,
+            member_active=member_active,
+            drip=None if drip is None else drip.get(lesson.id),
+        )
         if adjust is not None:
             decision = adjust(lesson, decision)
         state = _state(decision, lesson.id in progress.completed_lesson_ids)

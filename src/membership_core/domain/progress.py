@@ -11,6 +11,7 @@ from .catalog import Lesson
 
 __all__ = [
     "CourseCompletion",
+    "DripProgress",
     "LessonActivity",
     "LessonCompletion",
     "ProductActivity",
@@ -53,6 +54,26 @@ class ProductActivity:
     product_id: str
     first_visit_at: datetime
     last_activity_at: datetime
+
+
+@attrs.frozen
+class DripProgress:
+    """Where a member's drip schedule in a product stands (one per member and product).
+
+    ``unlocked_lesson_ids`` are the lessons already opened for the member:
+    they stay open even if a rule later moves their date. ``next_unlock_at``
+    is when the schedule must next be looked at (``None``: nothing more opens
+    by time); ``tick()`` finds due rows by it with one indexed query.
+    ``evaluated_at`` is ``None`` until the first look, which opens the
+    initial lessons without announcing them.
+    """
+
+    id: str
+    member_id: str
+    product_id: str
+    unlocked_lesson_ids: frozenset[str]
+    next_unlock_at: datetime | None
+    evaluated_at: datetime | None
 
 
 @attrs.frozen

@@ -34,6 +34,7 @@ from ..domain.offers import Offer, OfferProduct
 from ..domain.payments import Payment, Refund, WebhookEvent
 from ..domain.progress import (
     CourseCompletion,
+    DripProgress,
     LessonActivity,
     LessonCompletion,
     ProductActivity,
@@ -128,6 +129,12 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         indexes=(("product_id", "last_activity_at"),),
     ),
     Collection("lesson_activity", LessonActivity, unique=(("member_id", "lesson_id"),)),
+    Collection(
+        "drip_progress",
+        DripProgress,
+        unique=(("member_id", "product_id"),),
+        indexes=(("next_unlock_at",), ("product_id",)),
+    ),
     Collection(
         "certificates",
         Certificate,
@@ -235,6 +242,7 @@ class Repositories(Protocol):
     course_completions: Repository[CourseCompletion]
     product_activity: Repository[ProductActivity]
     lesson_activity: Repository[LessonActivity]
+    drip_progress: Repository[DripProgress]
     certificates: Repository[Certificate]
     events: Repository[EventRecord]
     handled_events: Repository[HandledEvent]

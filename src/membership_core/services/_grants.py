@@ -8,6 +8,7 @@ from ..domain.enrollments import Enrollment, EnrollmentSource, EnrollmentStatus,
 from ..domain.events import AccessGranted
 from ..ports.storage import UnitOfWork
 from ._context import Service
+from .drip import ensure_drip_progress
 
 __all__ = ["GrantingService"]
 
@@ -37,6 +38,9 @@ class GrantingService(Service):
             None,
         )
         uow.enrollments.add(enrollment)
+        ensure_drip_progress(
+            uow, self._ctx.ids.new("dpg"), purchase.member_id, product_id, starts_at
+        )
         self._record(
             uow,
             AccessGranted,

@@ -17,13 +17,18 @@ from ..domain.outline import Outline, build_outline
 from ..domain.progress import compute_progress
 from ..errors import ValidationError
 from ..ports.storage import UnitOfWork
-from ._context import Service
+from ._context import Context, Service
+from .drip import DripService, ensure_drip_progress
 
 __all__ = ["AccessService"]
 
 
 class AccessService(Service):
     """Who may see which lesson, and the outline a member sees. ``portal.access``."""
+
+    def __init__(self, context: Context, drip: DripService) -> None:
+        super().__init__(context)
+        self._drip = drip
 
     def can_view(
         self, member_id: str, lesson_id: str, at: datetime | None = None
@@ -46,12 +51,31 @@ class AccessService(Service):
         product = self._require(uow.products, "product", lesson.product_id, "lesson_id")
         enrollments = uow.enrollments.find({"member_id": member_id, "product_id": product.id})
         active = member.status is MemberStatus.ACTIVE
-        decision = decide(product, lesson, enrollments, at, member_active=active)
+        drip = None
+        if product.drip is not None and not lesson.preview:
+            # Drip needs the whole course: prerequisites depend on earlier lessons.
+            schedule = self._drip.availability(
+                uow,
+                product,
+                uow.categories.find({"product_id": product.id}),
+                uow.lessons.find({"product_id": product.id}),
+                member_id,
+                at,
+                enrollments=enrollments,
+            )
+            drip = None if schedule is None else schedule.get(lesson.id)
+        decision = decide(product, lesson, enrollments, at, member_active=active, drip=drip)
         if decision.reason is AccessReason.EXPIRED:
             # Only refusals pay for the look at billings that tells "unpaid" from "over".
             unpaid = self._unpaid(uow, enrollments)
             decision = decide(
-                product, lesson, enrollments, at, member_active=active, unpaid_purchases=unpaid
+                product,
+                lesson,
+                enrollments,
+                at,
+                member_active=active,
+                unpaid_purchases=unpaid,
+                drip=drip,
             )
         return self._adjust(member_id, lesson, at, decision), lesson, product
 
@@ -134,6 +158,7 @@ class AccessService(Service):
                 reason=reason,
             )
             uow.enrollments.add(enrollment)
+            ensure_drip_progress(uow, self._ctx.ids.new("dpg"), member_id, product_id, start)
             self._record(
                 uow,
                 AccessGranted,
@@ -201,6 +226,16 @@ class AccessService(Service):
             where = {"member_id": member_id, "product_id": product_id}
             completions = uow.lesson_completions.find(where)
             completed = uow.course_completions.count(where) > 0
+            drip = self._drip.availability(
+                uow,
+                product,
+                categories,
+                lessons,
+                member_id,
+                when,
+                enrollments=enrollments,
+                completed=frozenset(c.lesson_id for c in completions),
+            )
         progress = compute_progress(member_id, product_id, lessons, completions)
         return build_outline(
             product,
@@ -212,4 +247,5 @@ class AccessService(Service):
             member_active=member.status is MemberStatus.ACTIVE,
             completed=completed,
             adjust=lambda lesson, decision: self._adjust(member_id, lesson, when, decision),
+            drip=drip,
         )

@@ -1,0 +1,402 @@
+"""Drip schedules: set them up, see a member's, preview a change, open lessons on time.
+
+``portal.drip``. The schedule itself is pure (:mod:`membership_core.domain.drip`);
+this service loads what it needs, remembers per member and product which
+lessons already opened (:class:`~membership_core.domain.progress.DripProgress`,
+so a rule moved later never closes a lesson a member could already see), and
+``tick()`` opens lessons on time through one indexed query over
+``next_unlock_at``, recording one ``LessonsUnlocked`` per member and batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import attrs
+
+from .. import _validate as v
+from ..domain import drip as schedule
+from ..domain.catalog import Category, Lesson, Product, ordered
+from ..domain.drip import (
+    DripRule,
+    DripSettings,
+    FromAccessGrant,
+    FromFirstVisit,
+    LessonAvailability,
+)
+from ..domain.enrollments import Enrollment, EnrollmentSource, EnrollmentStatus
+from ..domain.events import LessonsUnlocked
+from ..domain.progress import DripProgress
+from ..errors import Conflict, ValidationError
+from ..ports.storage import UnitOfWork
+from ._context import Service
+
+__all__ = ["DripService", "RuleChange", "ensure_drip_progress"]
+
+_RULE_TYPES = (
+    schedule.Immediately,
+    schedule.AfterDelay,
+    schedule.OnDate,
+    schedule.AfterLesson,
+    schedule.AfterAssessment,
+)
+
+
+@attrs.frozen
+class RuleChange:
+    """How a proposed rule change would move one lesson for one member."""
+
+    member_id: str
+    lesson_id: str
+    before: LessonAvailability
+    after: LessonAvailability
+
+    @property
+    def earlier(self) -> bool:
+        """True when the lesson would open sooner (or now) under the new rules."""
+        return _rank(self.after) < _rank(self.before)
+
+
+def _rank(availability: LessonAvailability) -> tuple[int, datetime]:
+    """Order availabilities from open to furthest away (an unknown time is last)."""
+    if availability.available:
+        return (0, datetime.min)
+    if availability.opens_at is None:
+        return (2, datetime.max)
+    return (1, availability.opens_at.replace(tzinfo=None))
+
+
+def ensure_drip_progress(
+    uow: UnitOfWork, new_id: str, member_id: str, product_id: str, at: datetime
+) -> None:
+    """Make sure a member's drip progress in a product exists, due for a first look at ``at``."""
+    if uow.drip_progress.count({"member_id": member_id, "product_id": product_id}):
+        return
+    # A concurrent grant may have written it a moment ago: that one is as good.
+    with contextlib.suppress(Conflict):
+        uow.drip_progress.add(DripProgress(new_id, member_id, product_id, frozenset(), at, None))
+
+
+@attrs.frozen
+class _Course:
+    """A product's structure, loaded once and shared by every member evaluated."""
+
+    product: Product
+    categories: tuple[Category, ...]
+    lessons: tuple[Lesson, ...]
+
+
+class DripService(Service):
+    """Drip schedules. ``portal.drip``."""
+
+    # -- setup ----------------------------------------------------------------------
+
+    def configure(self, product_id: str, settings: DripSettings | None) -> Product:
+        """Turn drip on for a product with its start clock and timezone (``None``: off).
+
+        From then on, every member's lessons follow the product's rules.
+        """
+        v.identifier("product_id", product_id, "prod")
+        if settings is not None and not isinstance(settings, DripSettings):
+            raise ValidationError("settings", "must be DripSettings or None")
+        now = self._ctx.now()
+        with self._ctx.uow() as uow:
+            product = self._require_for_update(uow.products, "product", product_id, "product_id")
+            product = attrs.evolve(product, drip=settings, updated_at=now)
+            uow.products.update(product)
+            self._remember_open(uow, product, now)
+            uow.commit()
+        return product
+
+    def set_rules(self, product_id: str, item_id: str, rules: Sequence[DripRule]) -> Product:
+        """Set the drip rules of a lesson or category (``[]`` clears them).
+
+        The change applies to every member from now on, without touching
+        their enrollments; a lesson a member could already open stays open.
+        See :meth:`preview_rule_change` for its effect before saving it.
+        """
+        v.identifier("product_id", product_id, "prod")
+        checked = _rules(rules)
+        now = self._ctx.now()
+        with self._ctx.uow() as uow:
+            product = self._require_for_update(uow.products, "product", product_id, "product_id")
+            self._require_item(uow, product_id, item_id)
+            self._remember_open(uow, product, now)
+            drip_rules = dict(product.drip_rules)
+            if checked:
+                drip_rules[item_id] = checked
+            else:
+                drip_rules.pop(item_id, None)
+            product = attrs.evolve(product, drip_rules=drip_rules, updated_at=now)
+            uow.products.update(product)
+            uow.commit()
+        return product
+
+    def preview_rule_change(
+        self, product_id: str, item_id: str, rules: Sequence[DripRule]
+    ) -> list[RuleChange]:
+        """Which members would see which lessons open earlier or later under ``rules``.
+
+        Nothing is saved. Lessons a member already opened stay open, so they
+        never appear; only lessons whose state or opening time changes do.
+        """
+        v.identifier("product_id", product_id, "prod")
+        checked = _rules(rules)
+        now = self._ctx.now()
+        with self._ctx.uow(write=False) as uow:
+            product = self._require(uow.products, "product", product_id, "product_id")
+            self._require_item(uow, product_id, item_id)
+            course = self._course(uow, product)
+            proposed = dict(product.drip_rules)
+            if checked:
+                proposed[item_id] = checked
+            else:
+                proposed.pop(item_id, None)
+            changes: list[RuleChange] = []
+            for progress in uow.drip_progress.find({"product_id": product_id}):
+                before = self._evaluate(uow, course, progress, now)
+                after = self._evaluate(uow, course, progress, now, rules=proposed)
+                for lesson_id, old in before.items():
+                    new = after[lesson_id]
+                    if new != old:
+                        changes.append(RuleChange(progress.member_id, lesson_id, old, new))
+        return changes
+
+    def schedule(self, member_id: str, product_id: str) -> dict[str, LessonAvailability]:
+        """Each published lesson's availability for the member now, by the drip schedule.
+
+        Without drip on the product, every lesson is available (access itself
+        is ``access.can_view``'s business).
+        """
+        v.identifier("member_id", member_id, "mem")
+        v.identifier("product_id", product_id, "prod")
+        now = self._ctx.now()
+        with self._ctx.uow(write=False) as uow:
+            self._require(uow.members, "member", member_id, "member_id")
+            product = self._require(uow.products, "product", product_id, "product_id")
+            course = self._course(uow, product)
+            found = uow.drip_progress.find(
+                {"member_id": member_id, "product_id": product_id}, limit=1
+            )
+            progress = found[0] if found else None
+            return self.availability(
+                uow,
+                course.product,
+                course.categories,
+                course.lessons,
+                member_id,
+                now,
+                unlocked=progress.unlocked_lesson_ids if progress else frozenset(),
+            ) or {
+                lesson.id: LessonAvailability(lesson.id, schedule.DripState.AVAILABLE)
+                for lesson in course.lessons
+            }
+
+    # -- evaluation shared with access decisions --------------------------------------
+
+    def availability(
+        self,
+        uow: UnitOfWork,
+        product: Product,
+        categories: Sequence[Category],
+        lessons: Sequence[Lesson],
+        member_id: str,
+        at: datetime,
+        *,
+        enrollments: Sequence[Enrollment] | None = None,
+        completed: frozenset[str] | None = None,
+        unlocked: frozenset[str] | None = None,
+        rules: Mapping[str, Sequence[DripRule]] | None = None,
+    ) -> dict[str, LessonAvailability] | None:
+        """The member's drip schedule at ``at``, or ``None`` when the product has no drip.
+
+        Loads what the caller did not pass (enrollments, completions, the
+        lessons already opened, the first visit when the clock needs it).
+        """
+        settings = product.drip
+        if settings is None:
+            return None
+        where = {"member_id": member_id, "product_id": product.id}
+        if enrollments is None:
+            enrollments = uow.enrollments.find(where)
+        if completed is None:
+            completed = frozenset(c.lesson_id for c in uow.lesson_completions.find(where))
+        if unlocked is None:
+            found = uow.drip_progress.find(where, limit=1)
+            unlocked = found[0].unlocked_lesson_ids if found else frozenset()
+        first_visit = None
+        if isinstance(settings.start, FromFirstVisit):
+            activity = uow.product_activity.find(where, limit=1)
+            first_visit = activity[0].first_visit_at if activity else None
+        live = [e for e in enrollments if e.status is EnrollmentStatus.ACTIVE]
+        bought = [e.granted_at for e in live if e.source is EnrollmentSource.PURCHASE]
+        start = schedule.anchor(
+            settings.start,
+            purchased_at=min(bought) if bought else None,
+            granted_at=min((e.starts_at for e in live), default=None),
+            first_visit_at=first_visit,
+        )
+        visible = [lesson for lesson in ordered(categories, lessons) if lesson.published]
+        return schedule.evaluate(
+            visible,
+            categories,
+            product.drip_rules if rules is None else rules,
+            settings=settings,
+            start=start,
+            now=at,
+            completed=completed,
+            unlocked=unlocked,
+        )
+
+    # -- scheduled work -------------------------------------------------------------
+
+    def unlock_due(self, *, batch_size: int = 200) -> int:
+        """Open the lessons whose time has come; return how many members got new ones.
+
+        Run by ``tick()``. Each due member's schedule is evaluated; lessons
+        newly open are remembered and announced with one ``LessonsUnlocked``
+        event, in the same transaction, so a crash or a second worker never
+        announces them twice. The first look after a grant opens the initial
+        lessons silently (the access email covers them).
+        """
+        v.integer("batch_size", batch_size, minimum=1)
+        announced = 0
+        while True:
+            now = self._ctx.now()
+            courses: dict[str, _Course | None] = {}
+            with self._ctx.uow() as uow:
+                due = uow.drip_progress.find_due(
+                    "next_unlock_at", now, limit=batch_size, claim=True
+                )
+                for progress in due:
+                    if progress.product_id not in courses:
+                        product = uow.products.get(progress.product_id)
+                        courses[progress.product_id] = (
+                            self._course(uow, product) if product is not None else None
+                        )
+                    course = courses[progress.product_id]
+                    announced += self._advance(uow, course, progress, now)
+                uow.commit()
+            if announced:
+                self._committed()
+            if len(due) < batch_size:
+                return announced
+
+    def _advance(
+        self, uow: UnitOfWork, course: _Course | None, progress: DripProgress, now: datetime
+    ) -> int:
+        """Move one member's schedule on to ``now``; 1 if lessons were announced."""
+        if course is None or course.product.drip is None:
+            uow.drip_progress.update(attrs.evolve(progress, next_unlock_at=None))
+            return 0
+        where = {"member_id": progress.member_id, "product_id": progress.product_id}
+        enrollments = uow.enrollments.find(where)
+        if not any(e.covers(now) for e in enrollments):
+            # No access now: look again when some grant starts, if one will.
+            starts = [
+                e.starts_at
+                for e in enrollments
+                if e.status is EnrollmentStatus.ACTIVE and e.starts_at > now
+            ]
+            uow.drip_progress.update(
+                attrs.evolve(progress, next_unlock_at=min(starts, default=None))
+            )
+            return 0
+        availability = self.availability(
+            uow,
+            course.product,
+            course.categories,
+            course.lessons,
+            progress.member_id,
+            now,
+            enrollments=enrollments,
+            unlocked=progress.unlocked_lesson_ids,
+        )
+        assert availability is not None  # drip is on: checked above
+        open_now = frozenset(i for i, a in availability.items() if a.available)
+        new = [i for i in availability if i in open_now - progress.unlocked_lesson_ids]
+        announce = bool(new) and progress.evaluated_at is not None
+        if announce:
+            self._record(
+                uow,
+                LessonsUnlocked,
+                member_id=progress.member_id,
+                product_id=progress.product_id,
+                lesson_ids=tuple(new),
+            )
+        uow.drip_progress.update(
+            attrs.evolve(
+                progress,
+                unlocked_lesson_ids=progress.unlocked_lesson_ids | open_now,
+                next_unlock_at=schedule.next_opening(availability),
+                evaluated_at=now,
+            )
+        )
+        return 1 if announce else 0
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _remember_open(self, uow: UnitOfWork, product: Product, now: datetime) -> None:
+        """Before a rule change: keep every lesson open that is open now, and look again now."""
+        course = self._course(uow, product)
+        for progress in uow.drip_progress.find({"product_id": product.id}):
+            opened = progress.unlocked_lesson_ids
+            if product.drip is not None:
+                availability = self._evaluate(uow, course, progress, now)
+                opened = opened | {i for i, a in availability.items() if a.available}
+            uow.drip_progress.update(
+                attrs.evolve(progress, unlocked_lesson_ids=opened, next_unlock_at=now)
+            )
+
+    def _evaluate(
+        self,
+        uow: UnitOfWork,
+        course: _Course,
+        progress: DripProgress,
+        now: datetime,
+        *,
+        rules: Mapping[str, Sequence[DripRule]] | None = None,
+    ) -> dict[str, LessonAvailability]:
+        product = course.product
+        if product.drip is None:
+            product = attrs.evolve(product, drip=DripSettings(FromAccessGrant()))
+        result = self.availability(
+            uow,
+            product,
+            course.categories,
+            course.lessons,
+            progress.member_id,
+            now,
+            unlocked=progress.unlocked_lesson_ids,
+            rules=rules,
+        )
+        assert result is not None
+        return result
+
+    @staticmethod
+    def _course(uow: UnitOfWork, product: Product) -> _Course:
+        categories = tuple(uow.categories.find({"product_id": product.id}))
+        lessons = tuple(uow.lessons.find({"product_id": product.id}))
+        return _Course(product, categories, lessons)
+
+    def _require_item(self, uow: UnitOfWork, product_id: str, item_id: object) -> None:
+        item: Category | Lesson
+        if isinstance(item_id, str) and item_id.startswith("cat_"):
+            item = self._require(uow.categories, "category", item_id, "item_id")
+        elif isinstance(item_id, str) and item_id.startswith("les_"):
+            item = self._require(uow.lessons, "lesson", item_id, "item_id")
+        else:
+            raise ValidationError("item_id", f"must be a les_... or cat_... id, not {item_id!r}")
+        if item.product_id != product_id:
+            raise ValidationError("item_id", f"{item_id} is not part of product {product_id}")
+
+
+def _rules(rules: object) -> tuple[DripRule, ...]:
+    if isinstance(rules, str) or not isinstance(rules, Sequence):
+        raise ValidationError("rules", "must be a list of drip rules")
+    for index, rule in enumerate(rules):
+        if not isinstance(rule, _RULE_TYPES):
+            raise ValidationError(f"rules[{index}]", f"is not a drip rule: {rule!r}")
+    return tuple(rules)
