@@ -64,8 +64,13 @@ def test_every_event_type_round_trips_tagged(name: str, when: datetime, text: st
     values: dict[str, object] = {"id": "evt_1", "occurred_at": when}
     for field in attrs.fields(cls):
         if field.name not in values:
-            is_tuple = "tuple" in str(field.type)
-            values[field.name] = (text,) if is_tuple else text
+            kind = str(field.type)
+            if "tuple" in kind:
+                values[field.name] = (text,)
+            elif "datetime" in kind:
+                values[field.name] = when
+            else:
+                values[field.name] = text
     event = cls(**values)
     data = json.loads(json.dumps(unstructure(event)))
     assert data["type"] == name

@@ -225,6 +225,9 @@ def test_find_due_is_a_range_query_earliest_first(storage: Storage) -> None:
         assert [m.next_attempt_at for m in due] == sorted(due_times[:3])
         assert len(uow.mail.find_due("next_attempt_at", at, limit=2, claim=True)) == 2
         assert uow.mail.find_due("next_attempt_at", f.T0 - timedelta(seconds=1)) == []
+        # after is an exclusive lower bound: the message due exactly at T0+10 is left out
+        window = uow.mail.find_due("next_attempt_at", at, after=f.T0 + timedelta(minutes=10))
+        assert [m.next_attempt_at for m in window] == [due_times[2], due_times[0]]
         # None is never due
         assert uow.events.find_due("dispatched_at", at) == []
     with storage.unit_of_work("t2") as uow:

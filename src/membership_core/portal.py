@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -22,7 +23,7 @@ from .ports.mail import Mailer
 from .ports.payments import PaymentGateway
 from .ports.storage import Storage
 from .services._context import Context
-from .services.access import AccessService
+from .services.access import DEFAULT_EXPIRY_REMINDER, AccessService
 from .services.billing import BillingService
 from .services.catalog import CatalogService
 from .services.certificates import CertificatesService
@@ -59,6 +60,8 @@ class TickReport:
     access_repaired: int = 0
     #: Members whose dripped lessons opened (one ``LessonsUnlocked`` each).
     lessons_unlocked: int = 0
+    #: ``AccessExpiring`` reminders and ``AccessExpired`` events recorded.
+    access_notices: int = 0
 
 
 def _default_mailer_url(url: str) -> str:
@@ -91,6 +94,7 @@ class Portal:
         owns_storage: bool,
         default_gateway: str,
         dunning: DunningPolicy | None = None,
+        expiry_reminder: timedelta | None = DEFAULT_EXPIRY_REMINDER,
     ) -> None:
         self._context = context
         self._owns_storage = owns_storage
@@ -102,7 +106,7 @@ class Portal:
         self.billing = BillingService(context, dunning)
         self.payments = PaymentsService(context, self.checkout, self.billing)
         self.drip = DripService(context)
-        self.access = AccessService(context, self.drip)
+        self.access = AccessService(context, self.drip, expiry_reminder)
         self.progress = ProgressService(context, self.access)
         self.certificates = CertificatesService(context)
         self.mail = MailService(context)
@@ -126,6 +130,7 @@ class Portal:
         load_entrypoints: bool = True,
         blocked_plugins: Sequence[str] = (),
         dunning: DunningPolicy | None = None,
+        expiry_reminder: timedelta | None = DEFAULT_EXPIRY_REMINDER,
     ) -> Portal:
         """Open the portal ``tenant`` in the database at ``url``.
 
@@ -144,7 +149,13 @@ class Portal:
         ``blocked_plugins`` leaves out the entry points with those names).
         ``dunning`` says how failed renewals and installments are retried
         (``DunningPolicy(max_attempts=8, within=timedelta(days=14))`` by default).
+        ``expiry_reminder`` is how long before a grant ends ``tick()`` records
+        the ``AccessExpiring`` reminder event (7 days; ``None`` for none).
         """
+        if expiry_reminder is not None and (
+            not isinstance(expiry_reminder, timedelta) or expiry_reminder <= timedelta(0)
+        ):
+            raise ValidationError("expiry_reminder", "must be a positive timedelta or None")
         if dunning is not None and not isinstance(dunning, DunningPolicy):
             raise ValidationError(
                 "dunning", f"must be a DunningPolicy, not {type(dunning).__name__}"
@@ -186,7 +197,13 @@ class Portal:
             mailer=chosen_mailer,
             gateways=available,
         )
-        return cls(context, owns_storage=owns, default_gateway=default_gateway, dunning=dunning)
+        return cls(
+            context,
+            owns_storage=owns,
+            default_gateway=default_gateway,
+            dunning=dunning,
+            expiry_reminder=expiry_reminder,
+        )
 
     @property
     def tenant(self) -> str:
@@ -232,6 +249,7 @@ class Portal:
         run = self.billing.charge_due()
         repaired = self.payments.reconcile_step()
         unlocked = self.drip.unlock_due()
+        notices = self.access.notify_expiry()
         dispatched = self._events.dispatch_pending()
         sent, failed = self.mail.deliver_due()
         return TickReport(
@@ -244,6 +262,7 @@ class Portal:
             webhooks_applied=webhooks,
             access_repaired=len(repaired),
             lessons_unlocked=unlocked,
+            access_notices=notices,
         )
 
     def close(self) -> None:

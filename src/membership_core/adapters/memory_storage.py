@@ -137,13 +137,16 @@ class _Repository(Generic[T]):
         at: datetime,
         where: Mapping[str, object] | None = None,
         *,
+        after: datetime | None = None,
         limit: int | None = None,
         claim: bool = False,
     ) -> list[T]:
         due = [
             row
             for row in self._matching(where, None)
-            if getattr(row, field) is not None and getattr(row, field) <= at
+            if getattr(row, field) is not None
+            and getattr(row, field) <= at
+            and (after is None or getattr(row, field) > after)
         ]
         due.sort(key=lambda row: (getattr(row, field), row.id))  # type: ignore[attr-defined]
         return due if limit is None else due[:limit]

@@ -14,6 +14,8 @@ import attrs
 __all__ = [
     "EVENT_TYPES",
     "AccessGranted",
+    "AccessExpired",
+    "AccessExpiring",
     "AccessRevoked",
     "CertificateIssued",
     "CourseCompleted",
@@ -83,6 +85,25 @@ class AccessGranted(DomainEvent):
     member_id: str
     product_id: str
     purchase_id: str | None
+
+
+@attrs.frozen(kw_only=True)
+class AccessExpiring(DomainEvent):
+    """A member's access to a product ends soon (at ``ends_at``): the reminder's trigger."""
+
+    enrollment_id: str
+    member_id: str
+    product_id: str
+    ends_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class AccessExpired(DomainEvent):
+    """A member's access to a product ended (no other grant keeps it open)."""
+
+    enrollment_id: str
+    member_id: str
+    product_id: str
 
 
 @attrs.frozen(kw_only=True)
@@ -181,6 +202,8 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = _register(
     OfferPurchased,
     AccessGranted,
     AccessRevoked,
+    AccessExpiring,
+    AccessExpired,
     LessonCompleted,
     LessonCompletionUndone,
     LessonsUnlocked,

@@ -80,7 +80,11 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         indexes=(("product_id",),),
     ),
     Collection("members", Member, unique=(("email_key",),)),
-    Collection("enrollments", Enrollment, indexes=(("member_id", "product_id"), ("purchase_id",))),
+    Collection(
+        "enrollments",
+        Enrollment,
+        indexes=(("member_id", "product_id"), ("purchase_id",), ("ends_at",)),
+    ),
     Collection(
         "purchases",
         Purchase,
@@ -208,10 +212,13 @@ class Repository(Protocol[T]):
         at: datetime,
         where: Mapping[str, object] | None = None,
         *,
+        after: datetime | None = None,
         limit: int | None = None,
         claim: bool = False,
     ) -> list[T]:
         """Records whose ``field`` is set and at or before ``at``, earliest first.
+
+        ``after`` (exclusive) bounds the range from below: ``after < field <= at``.
 
         One indexed range query (index ``field`` together with the ``where``
         fields). ``claim=True`` locks the rows it returns until the unit of work

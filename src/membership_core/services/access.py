@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -10,25 +10,123 @@ from .. import _validate as v
 from ..domain.access import AccessDecision, AccessReason, decide
 from ..domain.billing import BillingStatus
 from ..domain.catalog import Lesson, Product
+from ..domain.checkpoints import Checkpoint
 from ..domain.enrollments import Enrollment, EnrollmentSource, EnrollmentStatus
-from ..domain.events import AccessGranted, AccessRevoked
+from ..domain.events import AccessExpired, AccessExpiring, AccessGranted, AccessRevoked
 from ..domain.members import MemberStatus
 from ..domain.outline import Outline, build_outline
 from ..domain.progress import compute_progress
-from ..errors import ValidationError
+from ..errors import Conflict, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Context, Service
 from .drip import DripService, ensure_drip_progress
 
-__all__ = ["AccessService"]
+__all__ = ["DEFAULT_EXPIRY_REMINDER", "AccessService"]
+
+#: How long before a grant ends the ``AccessExpiring`` reminder fires.
+DEFAULT_EXPIRY_REMINDER = timedelta(days=7)
+_NOTICES = "access_notices"
 
 
 class AccessService(Service):
     """Who may see which lesson, and the outline a member sees. ``portal.access``."""
 
-    def __init__(self, context: Context, drip: DripService) -> None:
+    def __init__(
+        self,
+        context: Context,
+        drip: DripService,
+        expiry_reminder: timedelta | None = DEFAULT_EXPIRY_REMINDER,
+    ) -> None:
         super().__init__(context)
         self._drip = drip
+        self._reminder = expiry_reminder
+
+    def notify_expiry(self) -> int:
+        """Record expiry reminders and expiries since the last call; return how many.
+
+        Run by ``tick()``. ``AccessExpiring`` fires once per grant when its
+        end comes within the reminder period (7 days by default; set with
+        ``Portal.open(..., expiry_reminder=...)``, ``None`` for none), and
+        ``AccessExpired`` once when it has ended and no other grant keeps the
+        product open. Running subscriptions are left out: their grants end
+        at each renewal. Each call covers the time since the previous one
+        (kept in storage), found with indexed range queries, and records its
+        events with the new mark in one transaction, so they fire exactly once.
+        """
+        now = self._ctx.now()
+        recorded = 0
+        try:
+            with self._ctx.uow() as uow:
+                mark = uow.checkpoints.get_for_update(_NOTICES)
+                if mark is None:
+                    # The first run starts from now rather than announcing the past.
+                    uow.checkpoints.add(Checkpoint(_NOTICES, 0, now))
+                    uow.commit()
+                    return 0
+                since = mark.updated_at
+                if since >= now:
+                    return 0
+                ending = uow.enrollments.find_due("ends_at", now, after=since)
+                soon: list[Enrollment] = []
+                if self._reminder is not None:
+                    soon = uow.enrollments.find_due(
+                        "ends_at", now + self._reminder, after=since + self._reminder
+                    )
+                renewing = self._renewing(uow, [*ending, *soon])
+                for enrollment in soon:
+                    ends_at = enrollment.ends_at
+                    if self._noticeable(enrollment, renewing) and ends_at and ends_at > now:
+                        self._record(
+                            uow,
+                            AccessExpiring,
+                            enrollment_id=enrollment.id,
+                            member_id=enrollment.member_id,
+                            product_id=enrollment.product_id,
+                            ends_at=ends_at,
+                        )
+                        recorded += 1
+                for enrollment in ending:
+                    if not self._noticeable(enrollment, renewing):
+                        continue
+                    others = uow.enrollments.find(
+                        {"member_id": enrollment.member_id, "product_id": enrollment.product_id}
+                    )
+                    if any(other.covers(now) for other in others):
+                        continue  # another grant keeps the product open
+                    self._record(
+                        uow,
+                        AccessExpired,
+                        enrollment_id=enrollment.id,
+                        member_id=enrollment.member_id,
+                        product_id=enrollment.product_id,
+                    )
+                    recorded += 1
+                uow.checkpoints.update(attrs.evolve(mark, updated_at=now))
+                uow.commit()
+        except Conflict:
+            return 0  # another worker wrote the first mark at the same moment
+        if recorded:
+            self._committed()
+        return recorded
+
+    @staticmethod
+    def _renewing(uow: UnitOfWork, enrollments: list[Enrollment]) -> frozenset[str]:
+        """Purchases among ``enrollments`` whose subscription still renews."""
+        ids = sorted({e.purchase_id for e in enrollments if e.purchase_id is not None})
+        if not ids:
+            return frozenset()
+        running = (BillingStatus.TRIALING, BillingStatus.ACTIVE, BillingStatus.PAST_DUE)
+        return frozenset(
+            b.purchase_id for b in uow.billings.find_in("purchase_id", ids) if b.status in running
+        )
+
+    @staticmethod
+    def _noticeable(enrollment: Enrollment, renewing: frozenset[str]) -> bool:
+        return (
+            enrollment.status is EnrollmentStatus.ACTIVE
+            and enrollment.ends_at is not None
+            and enrollment.purchase_id not in renewing
+        )
 
     def can_view(
         self, member_id: str, lesson_id: str, at: datetime | None = None

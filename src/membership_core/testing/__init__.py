@@ -11,7 +11,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ..adapters.clock import FrozenClock
 from ..adapters.ids import SequentialIds
@@ -71,6 +71,7 @@ def make_test_portal(
     gateways: Mapping[str, PaymentGateway] | None = None,
     default_gateway: str = "manual",
     dunning: DunningPolicy | None = None,
+    expiry_reminder: timedelta | None = timedelta(days=7),
 ) -> TestPortal:
     """A portal on ``url`` with a :class:`FrozenClock`, sequential ids and a memory mailer.
 
@@ -91,6 +92,7 @@ def make_test_portal(
         default_gateway=default_gateway,
         load_entrypoints=False,
         dunning=dunning,
+        expiry_reminder=expiry_reminder,
     )
     portal.__class__ = TestPortal
     return portal  # type: ignore[return-value]

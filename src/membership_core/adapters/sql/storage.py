@@ -198,13 +198,17 @@ class _Repository(Generic[T]):
         at: datetime,
         where: Mapping[str, object] | None = None,
         *,
+        after: datetime | None = None,
         limit: int | None = None,
         claim: bool = False,
     ) -> list[T]:
         column = self._column(field)
+        bounds = [column.is_not(None), column <= at]
+        if after is not None:
+            bounds.append(column > after)
         query = (
             sa.select(self._table)
-            .where(*self._where(where), column.is_not(None), column <= at)
+            .where(*self._where(where), *bounds)
             .order_by(column, self._table.c.id)
         )
         if limit is not None:
