@@ -117,3 +117,47 @@ def test_allowed_exactly_when_some_live_grant_covers_the_instant(
     assert decision.allowed is covered
     if decision.available_at is not None:
         assert decision.available_at > at
+
+
+def test_drip_applies_only_to_members_with_access() -> None:
+    from membership_core.domain.drip import DripState, LessonAvailability
+
+    later = T0 + 3 * HOUR
+    dripped = LessonAvailability(LESSON.id, DripState.DRIPPED, later)
+    locked = LessonAvailability(LESSON.id, DripState.LOCKED, waiting_for=("les_prev",))
+    decision = decide(PUBLISHED, LESSON, [grant()], T0, drip=dripped)
+    assert (decision.reason, decision.available_at) == (AccessReason.DRIPPED, later)
+    assert decide(PUBLISHED, LESSON, [grant()], T0, drip=locked).reason is AccessReason.LOCKED
+    # Without access the schedule does not matter: the member is not enrolled.
+    assert decide(PUBLISHED, LESSON, [], T0, drip=dripped).reason is AccessReason.NOT_ENROLLED
+    # Preview lessons ignore the schedule.
+    preview = f.lesson(preview=True)
+    assert decide(PUBLISHED, preview, [grant()], T0, drip=locked).allowed
+
+
+def test_unpaid_purchases_explain_an_ended_grant() -> None:
+    ended = f.enrollment(starts_at=T0, ends_at=T0 + HOUR, purchase_id="pur_sub")
+    decision = decide(PUBLISHED, LESSON, [ended], T0 + HOUR, unpaid_purchases={"pur_sub"})
+    assert decision.reason is AccessReason.PAYMENT_PAST_DUE
+    assert decide(PUBLISHED, LESSON, [ended], T0 + HOUR).reason is AccessReason.EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("start", "days", "end"),
+    [
+        (datetime(2024, 2, 28, 12, tzinfo=f.UTC), 1, datetime(2024, 2, 29, 12, tzinfo=f.UTC)),
+        (datetime(2024, 2, 29, 12, tzinfo=f.UTC), 365, datetime(2025, 2, 28, 12, tzinfo=f.UTC)),
+        (datetime(2023, 2, 28, 12, tzinfo=f.UTC), 1, datetime(2023, 3, 1, 12, tzinfo=f.UTC)),
+    ],
+)
+def test_windows_over_leap_days_end_at_the_exact_instant(
+    start: datetime, days: int, end: datetime
+) -> None:
+    from membership_core import AccessWindow, EndAfter, StartOn
+    from membership_core.domain.windows import resolve
+
+    starts_at, ends_at = resolve(AccessWindow(StartOn(start), EndAfter(days)), start)
+    assert (starts_at, ends_at) == (start, end)
+    window = f.enrollment(starts_at=starts_at, ends_at=ends_at)
+    assert decide(PUBLISHED, LESSON, [window], end - timedelta(microseconds=1)).allowed
+    assert decide(PUBLISHED, LESSON, [window], end).reason is AccessReason.EXPIRED
