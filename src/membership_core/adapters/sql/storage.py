@@ -6,7 +6,7 @@ import enum
 import functools
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
@@ -24,6 +24,7 @@ from .schema import RowMapper, mappers, tables
 __all__ = ["SqlStorage"]
 
 T = TypeVar("T")
+_Q = TypeVar("_Q", bound=sa.Executable)
 
 #: Seconds a SQLite writer waits for the lock before failing.
 SQLITE_BUSY_TIMEOUT = 10.0
@@ -75,29 +76,54 @@ class _Repository(Generic[T]):
     def _scoped(self) -> sa.ColumnElement[bool]:
         return self._table.c.tenant == self._uow.tenant
 
-    def _where(
-        self, where: Mapping[str, object] | None, contains: tuple[str, str] | None = None
-    ) -> list[sa.ColumnElement[bool]]:
-        clauses = [self._scoped()]
-        for name, value in (where or {}).items():
-            column = self._column(name)
-            clauses.append(column.is_(None) if value is None else column == _plain(value))
-        if contains is not None:
-            column = self._column(contains[0])
-            pattern = "%" + _escape_like(contains[1].lower()) + "%"
-            clauses.append(self._uow._storage._fold(column).like(pattern, escape="\\"))
-        return clauses
-
     def _column(self, name: str) -> sa.Column[Any]:
         if name == "tenant" or name not in self._table.c:
             raise StorageError(f"{self._name} has no field {name!r}")
         return self._table.c[name]
 
+    def _cached(self, key: tuple[Any, ...], build: Callable[[], _Q]) -> _Q:
+        """A statement built once per table and query shape, run with bound values.
+
+        Building a select and computing its cache key costs more than SQLite
+        takes to answer it; the values always travel as parameters.
+        """
+        cache = self._uow._storage._queries
+        statement = cache.get((self._name, *key))
+        if statement is None:
+            statement = cache[(self._name, *key)] = build()
+        return statement
+
+    def _bound(
+        self, where: Mapping[str, object] | None
+    ) -> tuple[tuple[tuple[str, bool], ...], dict[str, Any]]:
+        """The shape of ``where`` (names, and which are None) and its parameters."""
+        shape: list[tuple[str, bool]] = []
+        params: dict[str, Any] = {"_tenant": self._uow.tenant}
+        for name, value in (where or {}).items():
+            self._column(name)  # refuses unknown fields before anything is built
+            shape.append((name, value is None))
+            if value is not None:
+                params[f"w_{name}"] = _plain(value)
+        return tuple(shape), params
+
+    def _clauses(self, shape: tuple[tuple[str, bool], ...]) -> list[sa.ColumnElement[bool]]:
+        clauses = [self._table.c.tenant == sa.bindparam("_tenant")]
+        for name, is_none in shape:
+            column = self._column(name)
+            clauses.append(column.is_(None) if is_none else column == sa.bindparam(f"w_{name}"))
+        return clauses
+
     def _one(self, id: str, lock: bool) -> T | None:
-        query = sa.select(self._table).where(self._scoped(), self._table.c.id == id)
-        if lock:
-            query = query.with_for_update()
-        row = self._conn.execute(query).mappings().first()
+        def build() -> sa.Select[Any]:
+            query = sa.select(self._table).where(
+                self._table.c.tenant == sa.bindparam("_tenant"),
+                self._table.c.id == sa.bindparam("_id"),
+            )
+            return query.with_for_update() if lock else query
+
+        query = self._cached(("one", lock), build)
+        params = {"_tenant": self._uow.tenant, "_id": id}
+        row = self._conn.execute(query, params).mappings().first()
         return None if row is None else self._mapper.from_row(row)
 
     def get(self, id: str) -> T | None:
@@ -166,31 +192,60 @@ class _Repository(Generic[T]):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[T]:
-        query = sa.select(self._table).where(*self._where(where, contains))
-        order: list[Any] = []
-        for name in order_by:
-            column = self._column(name)
-            key: Any = (
-                self._uow._storage._fold(column) if isinstance(column.type, sa.Text) else column
-            )
-            order.append(key.desc().nulls_last() if descending else key.asc().nulls_first())
-        order.append(self._table.c.id.desc() if descending else self._table.c.id.asc())
-        query = query.order_by(*order).offset(offset)
+        shape, params = self._bound(where)
+        ordered = tuple(order_by)
+        for name in ordered:
+            self._column(name)
+        fold_field = None
+        if contains is not None:
+            fold_field = contains[0]
+            self._column(fold_field)
+            params["_pattern"] = "%" + _escape_like(contains[1].lower()) + "%"
+        params["_offset"] = offset
         if limit is not None:
-            query = query.limit(limit)
-        rows = self._conn.execute(query).mappings()
+            params["_limit"] = limit
+
+        def build() -> sa.Select[Any]:
+            clauses = self._clauses(shape)
+            if fold_field is not None:
+                folded = self._uow._storage._fold(self._column(fold_field))
+                clauses.append(folded.like(sa.bindparam("_pattern"), escape="\\"))
+            order: list[Any] = []
+            for name in ordered:
+                column = self._column(name)
+                key: Any = (
+                    self._uow._storage._fold(column) if isinstance(column.type, sa.Text) else column
+                )
+                order.append(key.desc().nulls_last() if descending else key.asc().nulls_first())
+            order.append(self._table.c.id.desc() if descending else self._table.c.id.asc())
+            query = sa.select(self._table).where(*clauses).order_by(*order)
+            query = query.offset(sa.bindparam("_offset", type_=sa.Integer))
+            if limit is not None:
+                query = query.limit(sa.bindparam("_limit", type_=sa.Integer))
+            return query
+
+        key = ("find", shape, fold_field, ordered, descending, limit is not None)
+        rows = self._conn.execute(self._cached(key, build), params).mappings()
         return [self._mapper.from_row(row) for row in rows]
 
     def find_in(self, field: str, values: Sequence[object]) -> list[T]:
         if not values:
             return []
         column = self._column(field)
-        query = (
-            sa.select(self._table)
-            .where(self._scoped(), column.in_([_plain(v) for v in values]))
-            .order_by(self._table.c.id)
-        )
-        return [self._mapper.from_row(row) for row in self._conn.execute(query).mappings()]
+
+        def build() -> sa.Select[Any]:
+            return (
+                sa.select(self._table)
+                .where(
+                    self._table.c.tenant == sa.bindparam("_tenant"),
+                    column.in_(sa.bindparam("_values", expanding=True)),
+                )
+                .order_by(self._table.c.id)
+            )
+
+        params = {"_tenant": self._uow.tenant, "_values": [_plain(v) for v in values]}
+        rows = self._conn.execute(self._cached(("in", field), build), params).mappings()
+        return [self._mapper.from_row(row) for row in rows]
 
     def find_due(
         self,
@@ -203,23 +258,39 @@ class _Repository(Generic[T]):
         claim: bool = False,
     ) -> list[T]:
         column = self._column(field)
-        bounds = [column.is_not(None), column <= at]
+        shape, params = self._bound(where)
+        params["_at"] = at
         if after is not None:
-            bounds.append(column > after)
-        query = (
-            sa.select(self._table)
-            .where(*self._where(where), *bounds)
-            .order_by(column, self._table.c.id)
-        )
+            params["_after"] = after
         if limit is not None:
-            query = query.limit(limit)
-        if claim:
-            query = query.with_for_update(skip_locked=True)
-        return [self._mapper.from_row(row) for row in self._conn.execute(query).mappings()]
+            params["_limit"] = limit
+
+        def build() -> sa.Select[Any]:
+            bounds = [column.is_not(None), column <= sa.bindparam("_at", type_=column.type)]
+            if after is not None:
+                bounds.append(column > sa.bindparam("_after", type_=column.type))
+            query = (
+                sa.select(self._table)
+                .where(*self._clauses(shape), *bounds)
+                .order_by(column, self._table.c.id)
+            )
+            if limit is not None:
+                query = query.limit(sa.bindparam("_limit", type_=sa.Integer))
+            if claim:
+                query = query.with_for_update(skip_locked=True)
+            return query
+
+        key = ("due", field, shape, after is not None, limit is not None, claim)
+        rows = self._conn.execute(self._cached(key, build), params).mappings()
+        return [self._mapper.from_row(row) for row in rows]
 
     def count(self, where: Mapping[str, object] | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(self._table).where(*self._where(where))
-        return int(self._conn.execute(query).scalar_one())
+        shape, params = self._bound(where)
+
+        def build() -> sa.Select[Any]:
+            return sa.select(sa.func.count()).select_from(self._table).where(*self._clauses(shape))
+
+        return int(self._conn.execute(self._cached(("count", shape), build), params).scalar_one())
 
 
 class _UnitOfWork:
@@ -335,6 +406,8 @@ class SqlStorage:
                 field="url",
             ) from error
         self.dialect = backend
+        # Built statements by table and query shape (see _Repository._cached).
+        self._queries: dict[tuple[Any, ...], Any] = {}
         if backend == "sqlite":
             self._setup_sqlite()
         try:
