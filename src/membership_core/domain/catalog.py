@@ -65,6 +65,9 @@ class Product:
     updated_at: datetime
     drip: DripSettings | None = None
     drip_rules: dict[str, tuple[DripRule, ...]] = attrs.field(factory=dict)
+    #: Incremented by every change to the product's categories and lessons, so
+    #: readers can tell a cached structure is still current.
+    structure_version: int = 0
 
     @property
     def published(self) -> bool:

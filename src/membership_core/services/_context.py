@@ -18,6 +18,7 @@ from ..ports.mail import Mailer
 from ..ports.payments import PaymentGateway
 from ..ports.storage import Repository, Storage, UnitOfWork
 from ..serialization import unstructure
+from ._structure import StructureCache
 
 if TYPE_CHECKING:
     from ..plugins.manager import Plugins
@@ -43,6 +44,8 @@ class Context:
     #: Whether anything (a built-in handler, a plugin observer) listens to an event;
     #: set by the portal. Events nobody listens to are recorded already dispatched.
     listened: Callable[[DomainEvent], bool] = lambda _event: True
+    #: Course structures read recently, shared by the portal's services.
+    structures: StructureCache = attrs.field(factory=StructureCache)
     _local: threading.local = attrs.field(factory=threading.local)
 
     def mark_recorded(self) -> None:

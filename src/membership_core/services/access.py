@@ -152,11 +152,12 @@ class AccessService(Service):
         drip = None
         if product.drip is not None and not lesson.preview:
             # Drip needs the whole course: prerequisites depend on earlier lessons.
+            categories, lessons = self._ctx.structures.load(uow, product)
             schedule = self._drip.availability(
                 uow,
                 product,
-                uow.categories.find({"product_id": product.id}),
-                uow.lessons.find({"product_id": product.id}),
+                categories,
+                lessons,
                 member_id,
                 at,
                 enrollments=enrollments,
@@ -321,8 +322,7 @@ class AccessService(Service):
         with self._ctx.uow(write=False) as uow:
             member = self._require(uow.members, "member", member_id, "member_id")
             product = self._require(uow.products, "product", product_id, "product_id")
-            categories = uow.categories.find({"product_id": product_id})
-            lessons = uow.lessons.find({"product_id": product_id})
+            categories, lessons = self._ctx.structures.load(uow, product)
             enrollments = uow.enrollments.find({"member_id": member_id, "product_id": product_id})
             where = {"member_id": member_id, "product_id": product_id}
             completions = uow.lesson_completions.find(where)

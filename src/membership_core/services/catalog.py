@@ -372,9 +372,16 @@ class CatalogService(Service):
         return category
 
     def _touch(self, uow: UnitOfWork, product_id: str) -> None:
+        """Record a structural change: readers' cached structures are now stale."""
         product = uow.products.get(product_id)
         if product is not None:
-            uow.products.update(attrs.evolve(product, updated_at=self._ctx.now()))
+            uow.products.update(
+                attrs.evolve(
+                    product,
+                    updated_at=self._ctx.now(),
+                    structure_version=product.structure_version + 1,
+                )
+            )
 
     @staticmethod
     def _renumber(uow: UnitOfWork, lessons: list[Lesson], *, always: str | None = None) -> None:

@@ -375,10 +375,8 @@ class DripService(Service):
         assert result is not None
         return result
 
-    @staticmethod
-    def _course(uow: UnitOfWork, product: Product) -> _Course:
-        categories = tuple(uow.categories.find({"product_id": product.id}))
-        lessons = tuple(uow.lessons.find({"product_id": product.id}))
+    def _course(self, uow: UnitOfWork, product: Product) -> _Course:
+        categories, lessons = self._ctx.structures.load(uow, product)
         return _Course(product, categories, lessons)
 
     def _require_item(self, uow: UnitOfWork, product_id: str, item_id: object) -> None:
