@@ -53,6 +53,9 @@ import attrs
 
 from .. import _validate
 from ..errors import ValidationError
+from ._fields import aware as _aware
+from ._fields import kind as _kind
+from ._fields import one_of as _one_of
 
 __all__ = [
     "AfterAssessment",
@@ -92,25 +95,6 @@ _MAX_ID_LENGTH = 200
 # --------------------------------------------------------------------------- helpers
 
 
-def _kind(value: str) -> Any:
-    """The ``kind`` field of a union variant: keyword-only, defaulted, and checked."""
-
-    def check(_instance: Any, _attribute: Any, given: object) -> None:
-        if given != value:
-            raise ValidationError("kind", f"must be {value!r}, not {given!r}")
-
-    return attrs.field(default=value, kw_only=True, repr=False, validator=check)
-
-
-def _aware(field: str) -> Any:
-    """An attrs validator: a timezone-aware datetime, naming ``field``."""
-
-    def check(_instance: Any, _attribute: Any, value: object) -> None:
-        _validate.aware(field, value)
-
-    return check
-
-
 def _int_between(field: str, low: int, high: int) -> Any:
     """An attrs validator: an int (never a bool) in ``low..high``, naming ``field``."""
 
@@ -118,17 +102,6 @@ def _int_between(field: str, low: int, high: int) -> Any:
         number = _validate.integer(field, value, minimum=low)
         if number > high:
             raise ValidationError(field, f"must be at most {high}, not {number}")
-
-    return check
-
-
-def _one_of(field: str, *types: type) -> Any:
-    """An attrs validator: one of ``types``, naming ``field`` and the accepted types."""
-
-    def check(_instance: Any, _attribute: Any, value: object) -> None:
-        if not isinstance(value, types):
-            names = " or ".join(kind.__name__ for kind in types)
-            raise ValidationError(field, f"must be {names}, not {type(value).__name__}")
 
     return check
 

@@ -33,6 +33,9 @@ import attrs
 
 from .. import _validate
 from ..errors import ValidationError
+from ._fields import aware as _aware
+from ._fields import kind as _kind
+from ._fields import one_of as _instance_of
 from .money import Money
 
 __all__ = [
@@ -77,19 +80,6 @@ _CODE = re.compile(r"[A-Z0-9_-]{3,40}")
 # --------------------------------------------------------------------------- helpers
 
 
-def _kind(value: str) -> Any:
-    """The ``kind`` field of a union variant: keyword-only, defaulted, and checked.
-
-    It is left out of ``repr``: the class name already says it.
-    """
-
-    def check(_instance: Any, _attribute: Any, given: object) -> None:
-        if given != value:
-            raise ValidationError("kind", f"must be {value!r}, not {given!r}")
-
-    return attrs.field(default=value, kw_only=True, repr=False, validator=check)
-
-
 def _int_between(field: str, low: int, high: int | None = None) -> Any:
     """An attrs validator: an int (never a bool) in ``low..high``, naming ``field``."""
 
@@ -109,26 +99,6 @@ def _positive_money(field: str) -> Any:
             raise ValidationError(field, f"must be Money, not {type(value).__name__}")
         if value.amount <= 0:
             raise ValidationError(field, f"must be more than zero, not {value}")
-
-    return check
-
-
-def _instance_of(field: str, *types: type) -> Any:
-    """An attrs validator: one of ``types``, naming ``field`` and the accepted types."""
-
-    def check(_instance: Any, _attribute: Any, value: object) -> None:
-        if not isinstance(value, types):
-            names = " or ".join(kind.__name__ for kind in types)
-            raise ValidationError(field, f"must be {names}, not {type(value).__name__}")
-
-    return check
-
-
-def _aware(field: str) -> Any:
-    """An attrs validator: a timezone-aware datetime, naming ``field``."""
-
-    def check(_instance: Any, _attribute: Any, value: object) -> None:
-        _validate.aware(field, value)
 
     return check
 

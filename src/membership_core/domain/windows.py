@@ -24,6 +24,9 @@ import attrs
 
 from .. import _validate
 from ..errors import ValidationError
+from ._fields import aware as _aware
+from ._fields import kind as _kind
+from ._fields import one_of as _one_of
 
 __all__ = [
     "AccessWindow",
@@ -40,25 +43,6 @@ __all__ = [
 
 #: The longest relative window: 100 years, so every end stays a valid datetime.
 MAX_WINDOW_DAYS = 36525
-
-
-def _kind(value: str) -> Any:
-    """The ``kind`` field of a union variant: keyword-only, defaulted, and checked."""
-
-    def check(_instance: Any, _attribute: Any, given: object) -> None:
-        if given != value:
-            raise ValidationError("kind", f"must be {value!r}, not {given!r}")
-
-    return attrs.field(default=value, kw_only=True, repr=False, validator=check)
-
-
-def _aware(field: str) -> Any:
-    """An attrs validator: a timezone-aware datetime, naming ``field``."""
-
-    def check(_instance: Any, _attribute: Any, value: object) -> None:
-        _validate.aware(field, value)
-
-    return check
 
 
 @attrs.frozen
@@ -113,17 +97,6 @@ class EndOn:
 WindowStart: TypeAlias = StartAtPurchase | StartOn
 #: When access ends.
 WindowEnd: TypeAlias = EndNever | EndAfter | EndOn
-
-
-def _one_of(field: str, *types: type) -> Any:
-    """An attrs validator: one of ``types``, naming ``field`` and the accepted types."""
-
-    def check(_instance: Any, _attribute: Any, value: object) -> None:
-        if not isinstance(value, types):
-            names = " or ".join(kind.__name__ for kind in types)
-            raise ValidationError(field, f"must be {names}, not {type(value).__name__}")
-
-    return check
 
 
 @attrs.frozen
