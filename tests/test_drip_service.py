@@ -148,3 +148,21 @@ def test_a_lesson_of_another_product_is_refused(open_portal: PortalFactory) -> N
     with pytest.raises(NotFound) as missing:
         portal.drip.set_rules(one.product.id, "les_999999", [])
     assert missing.value.field == "item_id"
+
+
+def test_only_lessons_opened_by_time_are_announced(open_portal: PortalFactory) -> None:
+    portal = open_portal(start=datetime(2026, 6, 1, 8, 0, tzinfo=UTC))
+    course = build_course(portal, lessons=3)
+    product = course.product.id
+    first, second, third = (lesson.id for lesson in course.lessons)
+    portal.drip.configure(product, DripSettings(FromAccessGrant(), "UTC"))
+    portal.drip.set_rules(product, second, [AfterLesson()])
+    portal.drip.set_rules(product, third, [AfterDelay(days=3)])
+    member = portal.checkout.purchase(course.offer.id, email="a@example.com").member_id
+    portal.tick()
+    portal.clock.advance(days=1)
+    portal.progress.complete_lesson(member, first)  # opens the second lesson at once
+    assert portal.access.can_view(member, second).allowed
+    portal.clock.advance(days=2)
+    assert portal.tick().lessons_unlocked == 1
+    assert _unlocked_events(portal) == [(third,)]  # the second lesson is not news

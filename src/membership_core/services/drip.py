@@ -304,19 +304,33 @@ class DripService(Service):
                 attrs.evolve(progress, next_unlock_at=min(starts, default=None))
             )
             return 0
-        availability = self.availability(
-            uow,
-            course.product,
-            course.categories,
-            course.lessons,
-            progress.member_id,
-            now,
-            enrollments=enrollments,
-            unlocked=progress.unlocked_lesson_ids,
-        )
-        assert availability is not None  # drip is on: checked above
+        completed = frozenset(c.lesson_id for c in uow.lesson_completions.find(where))
+
+        def schedule_at(at: datetime) -> dict[str, LessonAvailability]:
+            assert course is not None
+            result = self.availability(
+                uow,
+                course.product,
+                course.categories,
+                course.lessons,
+                progress.member_id,
+                at,
+                enrollments=enrollments,
+                completed=completed,
+                unlocked=progress.unlocked_lesson_ids,
+            )
+            assert result is not None  # drip is on: checked above
+            return result
+
+        availability = schedule_at(now)
         open_now = frozenset(i for i, a in availability.items() if a.available)
         new = [i for i in availability if i in open_now - progress.unlocked_lesson_ids]
+        if new and progress.evaluated_at is not None:
+            # Announce what *time* opened since the last look: a lesson that was
+            # already due then and only waited for a completion (or opened by a
+            # rule change) is not news to the member.
+            before = schedule_at(progress.evaluated_at)
+            new = [i for i in new if not before[i].available]
         announce = bool(new) and progress.evaluated_at is not None
         if announce:
             self._record(
