@@ -166,3 +166,16 @@ def test_only_lessons_opened_by_time_are_announced(open_portal: PortalFactory) -
     portal.clock.advance(days=2)
     assert portal.tick().lessons_unlocked == 1
     assert _unlocked_events(portal) == [(third,)]  # the second lesson is not news
+
+
+def test_turning_drip_on_for_a_live_course_takes_nothing_away(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    course = build_course(portal, lessons=2)
+    product = course.product.id
+    member = portal.checkout.purchase(course.offer.id, email="old@example.com").member_id
+    portal.drip.set_rules(product, course.lessons[1].id, [AfterDelay(days=7)])
+    portal.drip.configure(product, DripSettings(FromAccessGrant(), "UTC"))
+    newcomer = portal.checkout.purchase(course.offer.id, email="new@example.com").member_id
+    assert portal.access.can_view(member, course.lessons[1].id).allowed
+    decision = portal.access.can_view(newcomer, course.lessons[1].id)
+    assert decision.reason is AccessReason.DRIPPED

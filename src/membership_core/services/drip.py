@@ -104,9 +104,10 @@ class DripService(Service):
         now = self._ctx.now()
         with self._ctx.uow() as uow:
             product = self._require_for_update(uow.products, "product", product_id, "product_id")
+            # What members see under the old settings stays open under the new ones.
+            self._remember_open(uow, product, now)
             product = attrs.evolve(product, drip=settings, updated_at=now)
             uow.products.update(product)
-            self._remember_open(uow, product, now)
             uow.commit()
         return product
 
@@ -353,11 +354,19 @@ class DripService(Service):
     # -- helpers --------------------------------------------------------------------
 
     def _remember_open(self, uow: UnitOfWork, product: Product, now: datetime) -> None:
-        """Before a rule change: keep every lesson open that is open now, and look again now."""
+        """Before a change: keep every lesson open that is open now, and look again now.
+
+        Without drip every published lesson is open, so turning drip on for a
+        live course takes nothing away from its members; it shapes what
+        members who join from then on see.
+        """
         course = self._course(uow, product)
+        everything = frozenset(lesson.id for lesson in course.lessons if lesson.published)
         for progress in uow.drip_progress.find({"product_id": product.id}):
             opened = progress.unlocked_lesson_ids
-            if product.drip is not None:
+            if product.drip is None:
+                opened = opened | everything
+            else:
                 availability = self._evaluate(uow, course, progress, now)
                 opened = opened | {i for i, a in availability.items() if a.available}
             uow.drip_progress.update(
