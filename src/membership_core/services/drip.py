@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import attrs
 
@@ -28,7 +29,7 @@ from ..domain.drip import (
 )
 from ..domain.enrollments import Enrollment, EnrollmentSource, EnrollmentStatus
 from ..domain.events import LessonsUnlocked
-from ..domain.progress import DripProgress
+from ..domain.progress import DripProgress, LessonCompletion
 from ..errors import Conflict, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Service
@@ -271,14 +272,25 @@ class DripService(Service):
                 due = uow.drip_progress.find_due(
                     "next_unlock_at", now, limit=batch_size, claim=True
                 )
+                # The batch's grants and completions in two queries, not two per member.
+                members = sorted({progress.member_id for progress in due})
+                grants = _by_member_product(uow.enrollments.find_in("member_id", members))
+                done = _by_member_product(uow.lesson_completions.find_in("member_id", members))
                 for progress in due:
                     if progress.product_id not in courses:
                         product = uow.products.get(progress.product_id)
                         courses[progress.product_id] = (
                             self._course(uow, product) if product is not None else None
                         )
-                    course = courses[progress.product_id]
-                    announced += self._advance(uow, course, progress, now)
+                    key = (progress.member_id, progress.product_id)
+                    announced += self._advance(
+                        uow,
+                        courses[progress.product_id],
+                        progress,
+                        now,
+                        grants.get(key, []),
+                        frozenset(c.lesson_id for c in done.get(key, [])),
+                    )
                 uow.commit()
             if announced:
                 self._committed()
@@ -286,14 +298,18 @@ class DripService(Service):
                 return announced
 
     def _advance(
-        self, uow: UnitOfWork, course: _Course | None, progress: DripProgress, now: datetime
+        self,
+        uow: UnitOfWork,
+        course: _Course | None,
+        progress: DripProgress,
+        now: datetime,
+        enrollments: list[Enrollment],
+        completed: frozenset[str],
     ) -> int:
         """Move one member's schedule on to ``now``; 1 if lessons were announced."""
         if course is None or course.product.drip is None:
             uow.drip_progress.update(attrs.evolve(progress, next_unlock_at=None))
             return 0
-        where = {"member_id": progress.member_id, "product_id": progress.product_id}
-        enrollments = uow.enrollments.find(where)
         if not any(e.covers(now) for e in enrollments):
             # No access now: look again when some grant starts, if one will.
             starts = [
@@ -305,7 +321,6 @@ class DripService(Service):
                 attrs.evolve(progress, next_unlock_at=min(starts, default=None))
             )
             return 0
-        completed = frozenset(c.lesson_id for c in uow.lesson_completions.find(where))
 
         def schedule_at(at: datetime) -> dict[str, LessonAvailability]:
             assert course is not None
@@ -412,6 +427,16 @@ class DripService(Service):
             raise ValidationError("item_id", f"must be a les_... or cat_... id, not {item_id!r}")
         if item.product_id != product_id:
             raise ValidationError("item_id", f"{item_id} is not part of product {product_id}")
+
+
+_Row = TypeVar("_Row", Enrollment, LessonCompletion)
+
+
+def _by_member_product(rows: list[_Row]) -> dict[tuple[str, str], list[_Row]]:
+    grouped: dict[tuple[str, str], list[_Row]] = {}
+    for row in rows:
+        grouped.setdefault((row.member_id, row.product_id), []).append(row)
+    return grouped
 
 
 def _rules(rules: object) -> tuple[DripRule, ...]:
