@@ -253,3 +253,47 @@ def test_claimed_rows_are_skipped_by_a_second_worker(postgres_url: str) -> None:
         assert not {m.id for m in mine} & {m.id for m in theirs}
     finally:
         storage.close()
+
+
+def test_access_facts_equal_the_separate_reads(storage: Storage) -> None:
+    from membership_core.ports.storage import read_access_facts
+
+    member, other = f.member(), f.member(email="other@example.com")
+    product, elsewhere = f.product(), f.product()
+    category = f.category(product_id=product.id)
+    lesson = f.lesson(product_id=product.id, category_id=category.id)
+    grants = [
+        f.enrollment(member_id=member.id, product_id=product.id),
+        f.enrollment(member_id=member.id, product_id=product.id, ends_at=f.T0),
+        f.enrollment(member_id=member.id, product_id=elsewhere.id),
+        f.enrollment(member_id=other.id, product_id=product.id),
+    ]
+    with storage.unit_of_work("t1") as uow:
+        for item in (member, other):
+            uow.members.add(item)
+        for item in (product, elsewhere):
+            uow.products.add(item)
+        uow.categories.add(category)
+        uow.lessons.add(lesson)
+        for grant in grants:
+            uow.enrollments.add(grant)
+        uow.commit()
+    with storage.unit_of_work("t1", write=False) as uow:
+        by_product = uow.access_facts(member.id, product_id=product.id)
+        assert by_product == read_access_facts(uow, member.id, product_id=product.id)
+        assert by_product is not None
+        assert by_product.lesson is None
+        assert [e.id for e in by_product.enrollments] == sorted(g.id for g in grants[:2])
+        by_lesson = uow.access_facts(member.id, lesson_id=lesson.id)
+        assert by_lesson == read_access_facts(uow, member.id, lesson_id=lesson.id)
+        assert by_lesson is not None
+        assert (by_lesson.lesson, by_lesson.product, by_lesson.member) == (lesson, product, member)
+        no_grants = uow.access_facts(member.id, product_id=f.product().id)
+        assert no_grants is None  # the product does not exist
+        quiet = uow.access_facts(other.id, product_id=elsewhere.id)
+        assert quiet is not None
+        assert quiet.enrollments == ()
+        assert uow.access_facts("mem_missing", product_id=product.id) is None
+        assert uow.access_facts(member.id, lesson_id="les_missing") is None
+    with storage.unit_of_work("t2", write=False) as uow:
+        assert uow.access_facts(member.id, product_id=product.id) is None  # another tenant

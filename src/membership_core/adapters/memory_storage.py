@@ -15,7 +15,14 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
 
 from ..errors import Conflict, NotFound, StorageError
-from ..ports.storage import COLLECTIONS, Collection, UnitOfWork
+from ..ports.storage import (
+    COLLECTIONS,
+    AccessFacts,
+    Collection,
+    Repositories,
+    UnitOfWork,
+    read_access_facts,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -178,6 +185,17 @@ class _UnitOfWork:
         self._working = None
         self._entered = False
         self._storage._lock.release()
+
+    def access_facts(
+        self,
+        member_id: str,
+        *,
+        product_id: str | None = None,
+        lesson_id: str | None = None,
+    ) -> AccessFacts | None:
+        return read_access_facts(
+            cast(Repositories, self), member_id, product_id=product_id, lesson_id=lesson_id
+        )
 
     def commit(self) -> None:
         if self._working is None:

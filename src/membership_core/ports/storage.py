@@ -43,6 +43,7 @@ from ..domain.settings import SiteSettings
 
 __all__ = [
     "COLLECTIONS",
+    "AccessFacts",
     "Collection",
     "Repositories",
     "Repository",
@@ -259,8 +260,64 @@ class Repositories(Protocol):
     coupons: Repository[StoredCoupon]
 
 
+@attrs.frozen
+class AccessFacts:
+    """What an access decision reads, fetched together (see :meth:`UnitOfWork.access_facts`).
+
+    ``lesson`` is set when the facts were asked for by lesson. ``enrollments``
+    are the member's grants in the product, by id.
+    """
+
+    member: Member
+    product: Product
+    lesson: Lesson | None
+    enrollments: tuple[Enrollment, ...]
+
+
+def read_access_facts(
+    uow: Repositories,
+    member_id: str,
+    *,
+    product_id: str | None = None,
+    lesson_id: str | None = None,
+) -> AccessFacts | None:
+    """:meth:`UnitOfWork.access_facts` through plain repository reads.
+
+    Adapters without a faster way (the memory one) use it as it is; the SQL
+    adapter answers the same question with one joined query.
+    """
+    member = uow.members.get(member_id)
+    lesson = uow.lessons.get(lesson_id) if lesson_id is not None else None
+    if lesson_id is not None:
+        if lesson is None:
+            return None
+        product_id = lesson.product_id
+    product = uow.products.get(product_id) if product_id is not None else None
+    if member is None or product is None:
+        return None
+    enrollments = uow.enrollments.find({"member_id": member_id, "product_id": product.id})
+    return AccessFacts(member, product, lesson, tuple(enrollments))
+
+
 class UnitOfWork(Repositories, Protocol):
     """One transaction in one portal. Rolls back unless :meth:`commit` is called."""
+
+    def access_facts(
+        self,
+        member_id: str,
+        *,
+        product_id: str | None = None,
+        lesson_id: str | None = None,
+    ) -> AccessFacts | None:
+        """The member, the product (of ``lesson_id`` when given) and the member's grants in it.
+
+        Give exactly one of ``product_id`` and ``lesson_id``. ``None`` when the
+        member, the product or the lesson does not exist in this portal. The
+        same answer as the separate reads (:func:`read_access_facts`), in as
+        few round trips as the adapter can: access decisions and outlines run
+        on every page a member opens.
+        """
+        ...
 
     def commit(self) -> None:
         """Make every change of this unit of work durable, atomically."""

@@ -16,7 +16,7 @@ from ..domain.events import AccessExpired, AccessExpiring, AccessGranted, Access
 from ..domain.members import MemberStatus
 from ..domain.outline import Outline, build_outline
 from ..domain.progress import compute_progress
-from ..errors import Conflict, ValidationError
+from ..errors import Conflict, NotFound, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Context, Service
 from .drip import DripService, ensure_drip_progress
@@ -144,10 +144,15 @@ class AccessService(Service):
     def _decide(
         self, uow: UnitOfWork, member_id: str, lesson_id: str, at: datetime
     ) -> tuple[AccessDecision, Lesson, Product]:
-        member = self._require(uow.members, "member", member_id, "member_id")
-        lesson = self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
-        product = self._require(uow.products, "product", lesson.product_id, "lesson_id")
-        enrollments = uow.enrollments.find({"member_id": member_id, "product_id": product.id})
+        facts = uow.access_facts(member_id, lesson_id=lesson_id)
+        if facts is None or facts.lesson is None:
+            # Something is missing: the separate reads say what, for the error.
+            self._require(uow.members, "member", member_id, "member_id")
+            missing = self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
+            self._require(uow.products, "product", missing.product_id, "lesson_id")
+            raise NotFound("lesson", lesson_id, field="lesson_id")  # removed meanwhile
+        member, lesson, product = facts.member, facts.lesson, facts.product
+        enrollments = list(facts.enrollments)
         active = member.status is MemberStatus.ACTIVE
         drip = None
         if product.drip is not None and not lesson.preview:
@@ -320,10 +325,14 @@ class AccessService(Service):
         v.identifier("product_id", product_id, "prod")
         when = self._ctx.now() if at is None else v.aware("at", at)
         with self._ctx.uow(write=False) as uow:
-            member = self._require(uow.members, "member", member_id, "member_id")
-            product = self._require(uow.products, "product", product_id, "product_id")
+            facts = uow.access_facts(member_id, product_id=product_id)
+            if facts is None:
+                self._require(uow.members, "member", member_id, "member_id")
+                self._require(uow.products, "product", product_id, "product_id")
+                raise NotFound("product", product_id, field="product_id")  # removed meanwhile
+            member, product = facts.member, facts.product
+            enrollments = list(facts.enrollments)
             categories, lessons = self._ctx.structures.load(uow, product)
-            enrollments = uow.enrollments.find({"member_id": member_id, "product_id": product_id})
             where = {"member_id": member_id, "product_id": product_id}
             completions = uow.lesson_completions.find(where)
             completed = uow.course_completions.count(where) > 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,7 +107,7 @@ class RowMapper:
             row[name] = value
         return row
 
-    def from_row(self, row: sa.RowMapping) -> Any:
+    def from_row(self, row: Mapping[Any, Any]) -> Any:
         """Rebuild the record from a row."""
         values: dict[str, Any] = {}
         for name, tp, kind, _optional in self.fields:

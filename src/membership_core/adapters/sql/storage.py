@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +18,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 
 from ...errors import ConfigurationError, Conflict, NotFound, StorageError
-from ...ports.storage import COLLECTIONS, UnitOfWork
+from ...ports.storage import COLLECTIONS, AccessFacts, UnitOfWork
 from .migrations import migrate
 from .schema import RowMapper, mappers, tables
 
@@ -243,7 +244,7 @@ class _Repository(Generic[T]):
 
         params = {"_tenant": self._uow.tenant, "_values": [_plain(v) for v in values]}
         rows = self._conn.execute(self._cached(("in", field), build), params).mappings()
-        return sorted((self._mapper.from_row(row) for row in rows), key=lambda item: item.id)
+        return sorted((self._mapper.from_row(row) for row in rows), key=operator.attrgetter("id"))
 
     def find_due(
         self,
@@ -291,6 +292,53 @@ class _Repository(Generic[T]):
         return int(self._conn.execute(self._cached(("count", shape), build), params).scalar_one())
 
 
+def _labelled(name: str, prefix: str) -> list[sa.Label[Any]]:
+    return [column.label(prefix + column.name) for column in tables[name].c]
+
+
+def _prefixed(mapper: RowMapper, prefix: str, row: sa.RowMapping) -> Any:
+    """One table's record out of a joined row whose columns carry ``prefix``."""
+    return mapper.from_row({k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)})
+
+
+def _access_facts_query(by_lesson: bool) -> sa.Select[Any]:
+    """Member, product (through the lesson when ``by_lesson``) and the grants, in one query."""
+    members, products = tables["members"], tables["products"]
+    lessons, enrollments = tables["lessons"], tables["enrollments"]
+    columns = [*_labelled("members", "m__"), *_labelled("products", "p__")]
+    joined: Any = members
+    if by_lesson:
+        columns += _labelled("lessons", "l__")
+        joined = joined.join(
+            lessons,
+            sa.and_(lessons.c.tenant == members.c.tenant, lessons.c.id == sa.bindparam("_lesson")),
+        ).join(
+            products,
+            sa.and_(products.c.tenant == lessons.c.tenant, products.c.id == lessons.c.product_id),
+        )
+    else:
+        joined = joined.join(
+            products,
+            sa.and_(
+                products.c.tenant == members.c.tenant, products.c.id == sa.bindparam("_product")
+            ),
+        )
+    columns += _labelled("enrollments", "e__")
+    joined = joined.outerjoin(
+        enrollments,
+        sa.and_(
+            enrollments.c.tenant == members.c.tenant,
+            enrollments.c.member_id == members.c.id,
+            enrollments.c.product_id == products.c.id,
+        ),
+    )
+    return (
+        sa.select(*columns)
+        .select_from(joined)
+        .where(members.c.tenant == sa.bindparam("_tenant"), members.c.id == sa.bindparam("_member"))
+    )
+
+
 class _UnitOfWork:
     def __init__(self, storage: SqlStorage, tenant: str, write: bool) -> None:
         self.tenant = tenant
@@ -331,6 +379,36 @@ class _UnitOfWork:
                 self._conn.close()
             self._conn = None
             self._transaction = None
+
+    def access_facts(
+        self,
+        member_id: str,
+        *,
+        product_id: str | None = None,
+        lesson_id: str | None = None,
+    ) -> AccessFacts | None:
+        by_lesson = lesson_id is not None
+        key = ("access_facts", by_lesson)
+        query = self._storage._queries.get(key)
+        if query is None:
+            query = self._storage._queries[key] = _access_facts_query(by_lesson)
+        params: dict[str, Any] = {"_tenant": self.tenant, "_member": member_id}
+        params["_lesson" if by_lesson else "_product"] = lesson_id if by_lesson else product_id
+        rows = self._connection().execute(query, params).mappings().all()
+        if not rows:
+            return None
+        first = rows[0]
+        lesson = _prefixed(mappers["lessons"], "l__", first) if by_lesson else None
+        enrollments = sorted(
+            (_prefixed(mappers["enrollments"], "e__", row) for row in rows if row["e__id"]),
+            key=lambda enrollment: enrollment.id,
+        )
+        return AccessFacts(
+            _prefixed(mappers["members"], "m__", first),
+            _prefixed(mappers["products"], "p__", first),
+            lesson,
+            tuple(enrollments),
+        )
 
     def commit(self) -> None:
         if self._conn is None:
