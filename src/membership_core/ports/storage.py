@@ -49,6 +49,7 @@ __all__ = [
     "Repository",
     "Storage",
     "UnitOfWork",
+    "read_access_facts",
 ]
 
 T = TypeVar("T")
