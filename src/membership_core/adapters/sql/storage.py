@@ -296,9 +296,16 @@ def _labelled(name: str, prefix: str) -> list[sa.Label[Any]]:
     return [column.label(prefix + column.name) for column in tables[name].c]
 
 
-def _prefixed(mapper: RowMapper, prefix: str, row: sa.RowMapping) -> Any:
-    """One table's record out of a joined row whose columns carry ``prefix``."""
-    return mapper.from_row({k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)})
+def _part(name: str, row: Sequence[Any], start: int) -> tuple[Any, int]:
+    """The ``name`` record held in ``row`` from position ``start``, and where the next begins."""
+    columns = _column_names(name)
+    end = start + len(columns)
+    return mappers[name].from_row(dict(zip(columns, row[start:end], strict=True))), end
+
+
+@functools.cache
+def _column_names(name: str) -> tuple[str, ...]:
+    return tuple(column.name for column in tables[name].c)
 
 
 def _access_facts_query(by_lesson: bool) -> sa.Select[Any]:
@@ -339,6 +346,9 @@ def _access_facts_query(by_lesson: bool) -> sa.Select[Any]:
     )
 
 
+_COLLECTION_NAMES = frozenset(collection.name for collection in COLLECTIONS)
+
+
 class _UnitOfWork:
     def __init__(self, storage: SqlStorage, tenant: str, write: bool) -> None:
         self.tenant = tenant
@@ -346,8 +356,14 @@ class _UnitOfWork:
         self._write = write
         self._conn: sa.Connection | None = None
         self._transaction: sa.RootTransaction | None = None
-        for collection in COLLECTIONS:
-            setattr(self, collection.name, _Repository(self, collection.name))
+
+    def __getattr__(self, name: str) -> Any:
+        # Repositories are made on first use: most units of work touch a few.
+        if name in _COLLECTION_NAMES:
+            repository = _Repository[Any](self, name)
+            setattr(self, name, repository)
+            return repository
+        raise AttributeError(name)
 
     def _connection(self) -> sa.Connection:
         # The transaction begins lazily, so work after a commit runs in a new one.
@@ -394,21 +410,21 @@ class _UnitOfWork:
             query = self._storage._queries[key] = _access_facts_query(by_lesson)
         params: dict[str, Any] = {"_tenant": self.tenant, "_member": member_id}
         params["_lesson" if by_lesson else "_product"] = lesson_id if by_lesson else product_id
-        rows = self._connection().execute(query, params).mappings().all()
+        rows = self._connection().execute(query, params).all()
         if not rows:
             return None
-        first = rows[0]
-        lesson = _prefixed(mappers["lessons"], "l__", first) if by_lesson else None
+        # Columns come in the order the query lists them: member, product, lesson, grant.
+        member, at = _part("members", rows[0], 0)
+        product, at = _part("products", rows[0], at)
+        lesson = None
+        if by_lesson:
+            lesson, at = _part("lessons", rows[0], at)
+        id_at = at + _column_names("enrollments").index("id")
         enrollments = sorted(
-            (_prefixed(mappers["enrollments"], "e__", row) for row in rows if row["e__id"]),
-            key=lambda enrollment: enrollment.id,
+            (_part("enrollments", row, at)[0] for row in rows if row[id_at] is not None),
+            key=operator.attrgetter("id"),
         )
-        return AccessFacts(
-            _prefixed(mappers["members"], "m__", first),
-            _prefixed(mappers["products"], "p__", first),
-            lesson,
-            tuple(enrollments),
-        )
+        return AccessFacts(member, product, lesson, tuple(enrollments))
 
     def commit(self) -> None:
         if self._conn is None:
@@ -524,7 +540,13 @@ class SqlStorage:
             # A deferred transaction that later writes fails at once with SQLITE_BUSY,
             # ignoring the busy timeout; IMMEDIATE takes the write lock up front.
             write = connection.get_execution_options().get("mc_write", True)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            statement = "BEGIN IMMEDIATE" if write else "BEGIN"
+            # Straight to the driver: a full SQLAlchemy execution of BEGIN costs more
+            # than the short transactions it opens.
+            try:
+                connection.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
+            except sqlite3.OperationalError as error:
+                raise exc.OperationalError(statement, None, error) from error
 
     def unit_of_work(self, tenant: str, *, write: bool = True) -> UnitOfWork:
         """Open a unit of work in ``tenant`` (use it with ``with``)."""
