@@ -55,8 +55,10 @@ def test_a_reminder_then_the_expiry_each_once(open_portal: PortalFactory) -> Non
     assert _notices(portal) == ["AccessExpiring", "AccessExpired"]
 
 
-def test_no_expiry_while_another_grant_keeps_the_product_open(open_portal: PortalFactory) -> None:
-    portal = open_portal(expiry_reminder=None)
+def test_no_reminder_or_expiry_while_another_grant_keeps_the_product_open(
+    open_portal: PortalFactory,
+) -> None:
+    portal = open_portal()
     portal.tick()
     offer_id, product_id = _month_offer(portal)
     member = portal.checkout.purchase(offer_id, email="a@example.com").member_id
@@ -94,3 +96,15 @@ def test_the_reminder_period_is_validated(open_portal: PortalFactory, reminder: 
     with pytest.raises(ValidationError) as info:
         open_portal(expiry_reminder=reminder)
     assert info.value.field == "expiry_reminder"
+
+
+def test_a_reminder_when_the_other_grant_ends_first(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    portal.tick()
+    offer_id, product_id = _month_offer(portal)
+    start = portal.clock.now()
+    member = portal.checkout.purchase(offer_id, email="a@example.com").member_id
+    portal.access.grant(member, product_id, reason="trial week", ends_at=start + timedelta(days=7))
+    portal.clock.set(start + timedelta(days=23))  # the admin week is long over
+    assert portal.tick().access_notices == 1
+    assert _notices(portal) == ["AccessExpiring"]

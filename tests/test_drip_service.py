@@ -13,6 +13,7 @@ from membership_core.domain.drip import (
     AfterLesson,
     DripSettings,
     FromAccessGrant,
+    FromFirstVisit,
     OnDate,
 )
 from membership_core.testing import TestPortal
@@ -179,3 +180,62 @@ def test_turning_drip_on_for_a_live_course_takes_nothing_away(open_portal: Porta
     assert portal.access.can_view(member, course.lessons[1].id).allowed
     decision = portal.access.can_view(newcomer, course.lessons[1].id)
     assert decision.reason is AccessReason.DRIPPED
+
+
+def test_a_first_visit_clock_announces_its_lessons_on_time(open_portal: PortalFactory) -> None:
+    portal = open_portal(start=datetime(2026, 6, 1, 8, tzinfo=UTC))
+    course = build_course(portal, lessons=2)
+    portal.drip.configure(course.product.id, DripSettings(FromFirstVisit(), "UTC"))
+    second = course.lessons[1].id
+    portal.drip.set_rules(course.product.id, second, [AfterDelay(days=2)])
+    member = portal.checkout.purchase(course.offer.id, email="a@example.com").member_id
+    portal.tick()
+    portal.clock.advance(days=1)
+    portal.progress.record_visit(member, course.product.id)
+    opens = portal.clock.now() + timedelta(days=2)
+    assert portal.access.can_view(member, second).available_at == opens
+    assert portal.tick().lessons_unlocked == 0
+    portal.clock.set(opens)
+    assert portal.tick().lessons_unlocked == 1
+    assert _unlocked_events(portal) == [(second,)]
+
+
+def test_a_lesson_waiting_for_a_completion_and_a_date_is_announced_at_the_date(
+    open_portal: PortalFactory,
+) -> None:
+    portal = open_portal(start=datetime(2026, 6, 1, 8, tzinfo=UTC))
+    course = build_course(portal, lessons=2)
+    portal.drip.configure(course.product.id, DripSettings(FromAccessGrant(), "UTC"))
+    first, second = (lesson.id for lesson in course.lessons)
+    portal.drip.set_rules(course.product.id, second, [AfterLesson(), AfterDelay(days=5)])
+    member = portal.checkout.purchase(course.offer.id, email="a@example.com").member_id
+    start = portal.clock.now()
+    portal.tick()
+    portal.clock.advance(days=1)
+    portal.progress.complete_lesson(member, first)
+    decision = portal.access.can_view(member, second)
+    assert (decision.reason, decision.available_at) == (
+        AccessReason.DRIPPED,
+        start + timedelta(days=5),
+    )
+    assert portal.tick().lessons_unlocked == 0
+    portal.clock.set(start + timedelta(days=5))
+    assert portal.tick().lessons_unlocked == 1
+    assert _unlocked_events(portal) == [(second,)]
+
+
+def test_a_completion_that_opens_a_lesson_by_itself_is_not_announced(
+    open_portal: PortalFactory,
+) -> None:
+    portal = open_portal()
+    course = build_course(portal, lessons=2)
+    portal.drip.configure(course.product.id, DripSettings(FromAccessGrant(), "UTC"))
+    first, second = (lesson.id for lesson in course.lessons)
+    portal.drip.set_rules(course.product.id, second, [AfterLesson()])
+    member = portal.checkout.purchase(course.offer.id, email="a@example.com").member_id
+    portal.tick()
+    portal.progress.complete_lesson(member, first)
+    assert portal.access.can_view(member, second).allowed
+    portal.clock.advance(hours=1)
+    assert portal.tick().lessons_unlocked == 0
+    assert _unlocked_events(portal) == []

@@ -75,23 +75,23 @@ class AccessService(Service):
                 renewing = self._renewing(uow, [*ending, *soon])
                 for enrollment in soon:
                     ends_at = enrollment.ends_at
-                    if self._noticeable(enrollment, renewing) and ends_at and ends_at > now:
-                        self._record(
-                            uow,
-                            AccessExpiring,
-                            enrollment_id=enrollment.id,
-                            member_id=enrollment.member_id,
-                            product_id=enrollment.product_id,
-                            ends_at=ends_at,
-                        )
-                        recorded += 1
+                    if not (self._noticeable(enrollment, renewing) and ends_at and ends_at > now):
+                        continue
+                    if self._kept_open(uow, enrollment, ends_at):
+                        continue  # access goes on after this grant ends: nothing to remind of
+                    self._record(
+                        uow,
+                        AccessExpiring,
+                        enrollment_id=enrollment.id,
+                        member_id=enrollment.member_id,
+                        product_id=enrollment.product_id,
+                        ends_at=ends_at,
+                    )
+                    recorded += 1
                 for enrollment in ending:
                     if not self._noticeable(enrollment, renewing):
                         continue
-                    others = uow.enrollments.find(
-                        {"member_id": enrollment.member_id, "product_id": enrollment.product_id}
-                    )
-                    if any(other.covers(now) for other in others):
+                    if self._kept_open(uow, enrollment, now):
                         continue  # another grant keeps the product open
                     self._record(
                         uow,
@@ -121,6 +121,14 @@ class AccessService(Service):
         )
 
     @staticmethod
+    def _kept_open(uow: UnitOfWork, enrollment: Enrollment, at: datetime) -> bool:
+        """Whether another of the member's grants of the product gives access at ``at``."""
+        others = uow.enrollments.find(
+            {"member_id": enrollment.member_id, "product_id": enrollment.product_id}
+        )
+        return any(other.id != enrollment.id and other.covers(at) for other in others)
+
+    @staticmethod
     def _noticeable(enrollment: Enrollment, renewing: frozenset[str]) -> bool:
         return (
             enrollment.status is EnrollmentStatus.ACTIVE
@@ -140,6 +148,31 @@ class AccessService(Service):
         when = self._ctx.now() if at is None else v.aware("at", at)
         with self._ctx.uow(write=False) as uow:
             return self._decide(uow, member_id, lesson_id, when)[0]
+
+    def can_preview(self, lesson_id: str, at: datetime | None = None) -> AccessDecision:
+        """Whether anyone, signed in or not, may see the lesson as a preview.
+
+        For visitors who came through an offer link and have no member
+        account yet: a published preview lesson of a published product is
+        allowed (``AccessReason.PREVIEW``); any other lesson is refused with
+        ``NOT_ENROLLED`` (or ``UNPUBLISHED``). There is no member to decide
+        for, so the ``membership_access_decision`` hook is not asked.
+
+        >>> from membership_core.testing import make_test_portal
+        >>> portal = make_test_portal()
+        >>> course = portal.catalog.create_product("Python 101")
+        >>> basics = portal.catalog.add_category(course.id, "Basics")
+        >>> intro = portal.catalog.add_lesson(course.id, basics.id, "Intro", preview=True)
+        >>> _ = portal.catalog.publish_product(course.id)
+        >>> portal.access.can_preview(intro.id).reason.value
+        'preview'
+        """
+        v.identifier("lesson_id", lesson_id, "les")
+        when = self._ctx.now() if at is None else v.aware("at", at)
+        with self._ctx.uow(write=False) as uow:
+            lesson = self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
+            product = self._require(uow.products, "product", lesson.product_id, "lesson_id")
+        return decide(product, lesson, (), when)
 
     def _decide(
         self, uow: UnitOfWork, member_id: str, lesson_id: str, at: datetime

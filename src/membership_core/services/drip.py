@@ -34,7 +34,7 @@ from ..errors import Conflict, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Service
 
-__all__ = ["DripService", "RuleChange", "ensure_drip_progress"]
+__all__ = ["DripService", "RuleChange", "ensure_drip_progress", "look_again"]
 
 _RULE_TYPES = (
     schedule.Immediately,
@@ -78,6 +78,22 @@ def ensure_drip_progress(
     # A concurrent grant may have written it a moment ago: that one is as good.
     with contextlib.suppress(Conflict):
         uow.drip_progress.add(DripProgress(new_id, member_id, product_id, frozenset(), at, None))
+
+
+def look_again(uow: UnitOfWork, member_id: str, product_id: str, at: datetime) -> None:
+    """Have the next tick re-evaluate a member's schedule from ``at``.
+
+    Called when something other than time changed what the schedule will do:
+    a first visit (it starts a ``FromFirstVisit`` clock) or a completion (it
+    meets an ``AfterLesson`` rule, so a lesson that also waits for a date now
+    has one). The tick then finds the next opening and announces it on time.
+    """
+    found = uow.drip_progress.find({"member_id": member_id, "product_id": product_id}, limit=1)
+    if not found:
+        return
+    progress = found[0]
+    if progress.next_unlock_at is None or progress.next_unlock_at > at:
+        uow.drip_progress.update(attrs.evolve(progress, next_unlock_at=at))
 
 
 @attrs.frozen

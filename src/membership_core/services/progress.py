@@ -21,6 +21,7 @@ from ..errors import AccessDenied, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Context, Service
 from .access import AccessService
+from .drip import look_again
 
 __all__ = ["ProgressService"]
 
@@ -71,6 +72,8 @@ class ProgressService(Service):
                     product_id=product.id,
                     lesson_id=lesson_id,
                 )
+                if product.drip is not None:
+                    look_again(uow, member_id, product.id, now)
             self._touch(uow, member_id, product.id, now)
             lessons = uow.lessons.find({"product_id": product.id})
             progress = compute_progress(member_id, product.id, lessons, completions)
@@ -190,6 +193,7 @@ class ProgressService(Service):
             return activity
         activity = ProductActivity(self._ctx.ids.new("pac"), member_id, product_id, now, now)
         uow.product_activity.add(activity)
+        look_again(uow, member_id, product_id, now)  # a first visit may start the drip clock
         return activity
 
     def progress(self, member_id: str, product_id: str) -> Progress:
