@@ -204,7 +204,7 @@ def _captured_find_due(
 
     event.listen(engine, "before_cursor_execute", capture)
     try:
-        with portal.storage.unit_of_work(portal.tenant, write=False) as uow:
+        with portal.storage.unit_of_work(portal.tenant) as uow:
             found = uow.drip_progress.find_due("next_unlock_at", portal.clock.now(), **options)
     finally:
         event.remove(engine, "before_cursor_execute", capture)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import attrs
 import pytest
 
+from membership_core.domain.catalog import Product
 from membership_core.domain.mail import MailStatus
-from membership_core.errors import Conflict, NotFound
-from membership_core.ports.storage import COLLECTIONS, Storage
+from membership_core.errors import Conflict, NotFound, StorageError
+from membership_core.ports.storage import COLLECTIONS, Storage, UnitOfWork
 
 from . import factories as f
 
@@ -297,3 +299,79 @@ def test_access_facts_equal_the_separate_reads(storage: Storage) -> None:
         assert uow.access_facts(member.id, lesson_id="les_missing") is None
     with storage.unit_of_work("t2", write=False) as uow:
         assert uow.access_facts(member.id, product_id=product.id) is None  # another tenant
+
+
+READ_ONLY_REFUSALS: list[tuple[str, str, Callable[[UnitOfWork, Product], object]]] = [
+    ("products", "add", lambda uow, _item: uow.products.add(f.product())),
+    ("products", "update", lambda uow, item: uow.products.update(attrs.evolve(item, title="X"))),
+    ("products", "delete", lambda uow, item: uow.products.delete(item.id)),
+    ("products", "get_for_update", lambda uow, item: uow.products.get_for_update(item.id)),
+    (
+        "mail",
+        "find_due(claim=True)",
+        lambda uow, _item: uow.mail.find_due("next_attempt_at", f.T0, claim=True),
+    ),
+    # refused before the record is looked at: a missing one is no NotFound here
+    ("members", "update", lambda uow, _item: uow.members.update(f.member())),
+    ("members", "delete", lambda uow, _item: uow.members.delete("mem_missing")),
+]
+
+
+@pytest.mark.parametrize(
+    ("collection", "operation", "call"),
+    READ_ONLY_REFUSALS,
+    ids=[f"{c}.{o}" for c, o, _ in READ_ONLY_REFUSALS],
+)
+def test_read_only_unit_of_work_refuses_writes_and_locks(
+    storage: Storage,
+    collection: str,
+    operation: str,
+    call: Callable[[UnitOfWork, Product], object],
+) -> None:
+    item = f.product(title="Kept")
+    with storage.unit_of_work("t1") as uow:
+        uow.products.add(item)
+        uow.commit()
+    with storage.unit_of_work("t1", write=False) as uow:
+        with pytest.raises(StorageError) as refused:
+            call(uow, item)
+        assert str(refused.value) == (
+            f"{collection}.{operation} refused: the unit of work is read-only "
+            "(open it with write=True)"
+        )
+        # the refusal happens before any statement: the unit of work still reads
+        assert uow.products.get(item.id) == item
+        uow.commit()  # committing a read-only unit of work is allowed and does nothing
+    with storage.unit_of_work("t1", write=False) as uow:
+        assert uow.products.find() == [item]
+
+
+@pytest.mark.parametrize("name", COLLECTION_NAMES)
+def test_read_only_unit_of_work_refuses_adds_to_every_collection(
+    storage: Storage, name: str
+) -> None:
+    refused = pytest.raises(StorageError, match=rf"^{name}\.add refused: .* read-only")
+    with storage.unit_of_work("t1", write=False) as uow, refused:
+        getattr(uow, name).add(f.BUILDERS[name]())
+    with storage.unit_of_work("t1") as uow:
+        assert getattr(uow, name).count() == 0
+
+
+def test_read_only_unit_of_work_answers_every_read(storage: Storage) -> None:
+    item = f.product()
+    message = f.outbox_message(next_attempt_at=f.T0)
+    with storage.unit_of_work("t1") as uow:
+        uow.products.add(item)
+        uow.mail.add(message)
+        uow.commit()
+    with storage.unit_of_work("t1", write=False) as uow:
+        assert uow.products.get(item.id) == item
+        assert uow.products.find(order_by=["title"]) == [item]
+        assert uow.products.find_in("id", [item.id]) == [item]
+        assert uow.products.count() == 1
+        assert uow.mail.find_due("next_attempt_at", f.T0) == [message]  # claim=False reads
+        assert uow.access_facts("mem_missing", product_id=item.id) is None
+        uow.rollback()  # a no-op that leaves the committed rows alone
+        assert uow.products.get(item.id) == item
+    with storage.unit_of_work("t1", write=False) as uow:
+        assert uow.products.count() == 1

@@ -2,7 +2,8 @@
 
 Meant for tests and throwaway demos. Units of work are serialized by one lock
 (like SQLite's single writer) and work on copies, so a rollback really
-discards every change.
+discards every change. A read-only unit of work (``write=False``) refuses every
+write, so it reads the committed rows as they are, without copying them.
 """
 
 from __future__ import annotations
@@ -42,9 +43,16 @@ def _sort_key(value: object) -> tuple[int, Any]:
 
 
 class _Repository(Generic[T]):
-    def __init__(self, collection: Collection[T], rows: dict[str, T]) -> None:
+    def __init__(self, collection: Collection[T], rows: dict[str, T], write: bool) -> None:
         self._collection = collection
         self._rows = rows
+        self._writable = write
+
+    def _read_only(self, operation: str) -> StorageError:
+        return StorageError(
+            f"{self._collection.name}.{operation} refused: the unit of work is read-only "
+            "(open it with write=True)"
+        )
 
     def _unique_clash(self, item: T) -> tuple[str, ...] | None:
         for key in self._collection.unique:
@@ -62,9 +70,13 @@ class _Repository(Generic[T]):
         return self._rows.get(id)
 
     def get_for_update(self, id: str) -> T | None:
+        if not self._writable:
+            raise self._read_only("get_for_update")
         return self._rows.get(id)
 
     def add(self, item: T) -> None:
+        if not self._writable:
+            raise self._read_only("add")
         item_id: str = item.id  # type: ignore[attr-defined]
         if item_id in self._rows:
             raise Conflict(f"{self._collection.name}: id {item_id!r} already exists", field="id")
@@ -76,6 +88,8 @@ class _Repository(Generic[T]):
         self._rows[item_id] = item
 
     def update(self, item: T) -> None:
+        if not self._writable:
+            raise self._read_only("update")
         item_id: str = item.id  # type: ignore[attr-defined]
         if item_id not in self._rows:
             raise NotFound(self._collection.name, item_id, field="id")
@@ -87,6 +101,8 @@ class _Repository(Generic[T]):
         self._rows[item_id] = item
 
     def delete(self, id: str) -> None:
+        if not self._writable:
+            raise self._read_only("delete")
         if self._rows.pop(id, None) is None:
             raise NotFound(self._collection.name, id, field="id")
 
@@ -148,6 +164,8 @@ class _Repository(Generic[T]):
         limit: int | None = None,
         claim: bool = False,
     ) -> list[T]:
+        if claim and not self._writable:
+            raise self._read_only("find_due(claim=True)")
         due = [
             row
             for row in self._matching(where, None)
@@ -160,9 +178,10 @@ class _Repository(Generic[T]):
 
 
 class _UnitOfWork:
-    def __init__(self, storage: MemoryStorage, tenant: str) -> None:
+    def __init__(self, storage: MemoryStorage, tenant: str, write: bool) -> None:
         self.tenant = tenant
         self._storage = storage
+        self._write = write
         self._working: dict[str, dict[str, Any]] | None = None
         self._entered = False
 
@@ -171,9 +190,13 @@ class _UnitOfWork:
             raise StorageError("memory storage: timed out waiting for another unit of work")
         self._entered = True
         tables = self._storage._tenants.setdefault(self.tenant, {})
-        self._working = {c.name: dict(tables.get(c.name, {})) for c in COLLECTIONS}
+        if self._write:
+            self._working = {c.name: dict(tables.get(c.name, {})) for c in COLLECTIONS}
+        else:  # nothing can change them: read the committed rows in place
+            self._working = {c.name: tables.get(c.name, {}) for c in COLLECTIONS}
         for collection in COLLECTIONS:
-            setattr(self, collection.name, _Repository(collection, self._working[collection.name]))
+            rows = self._working[collection.name]
+            setattr(self, collection.name, _Repository(collection, rows, self._write))
         return self
 
     def __exit__(
@@ -200,13 +223,15 @@ class _UnitOfWork:
     def commit(self) -> None:
         if self._working is None:
             raise StorageError("commit outside of a unit of work (use it as a context manager)")
+        if not self._write:
+            return  # nothing to make durable
         self._storage._tenants[self.tenant] = {
             name: dict(rows) for name, rows in self._working.items()
         }
 
     def rollback(self) -> None:
-        if self._working is None:
-            return
+        if self._working is None or not self._write:
+            return  # a read-only unit of work holds the committed rows themselves
         tables = self._storage._tenants.get(self.tenant, {})
         for collection in COLLECTIONS:
             rows = self._working[collection.name]
@@ -225,7 +250,7 @@ class MemoryStorage:
         """Open a unit of work in ``tenant`` (use it with ``with``)."""
         # Repositories are set per collection on entry; the contract suite,
         # not a static declaration, proves they match the port.
-        return cast(UnitOfWork, _UnitOfWork(self, tenant))
+        return cast(UnitOfWork, _UnitOfWork(self, tenant, write))
 
     def close(self) -> None:
         """Nothing to release."""

@@ -131,7 +131,17 @@ class _Repository(Generic[T]):
         return self._one(id, lock=False)
 
     def get_for_update(self, id: str) -> T | None:
+        if not self._uow._write:
+            raise self._read_only("get_for_update")
         return self._one(id, lock=True)
+
+    def _read_only(self, operation: str) -> StorageError:
+        # A write in a read-only unit of work would run inside SQLite's deferred BEGIN,
+        # which fails at once with SQLITE_BUSY under contention; refuse it everywhere.
+        return StorageError(
+            f"{self._name}.{operation} refused: the unit of work is read-only "
+            "(open it with write=True)"
+        )
 
     def _write(
         self, statement: sa.Executable, params: dict[str, Any], item_id: str
@@ -169,16 +179,22 @@ class _Repository(Generic[T]):
         return ("id",)
 
     def add(self, item: T) -> None:
+        if not self._uow._write:
+            raise self._read_only("add")
         row = self._mapper.to_row(item)
         self._write(_statements(self._name).insert, {"tenant": self._uow.tenant, **row}, row["id"])
 
     def update(self, item: T) -> None:
+        if not self._uow._write:
+            raise self._read_only("update")
         row = self._mapper.to_row(item)
         params = {"_tenant": self._uow.tenant, "_id": row["id"], **row}
         if self._write(_statements(self._name).update, params, row["id"]).rowcount == 0:
             raise NotFound(self._name, row["id"], field="id")
 
     def delete(self, id: str) -> None:
+        if not self._uow._write:
+            raise self._read_only("delete")
         statement = self._table.delete().where(self._scoped(), self._table.c.id == id)
         if self._conn.execute(statement).rowcount == 0:
             raise NotFound(self._name, id, field="id")
@@ -256,6 +272,8 @@ class _Repository(Generic[T]):
         limit: int | None = None,
         claim: bool = False,
     ) -> list[T]:
+        if claim and not self._uow._write:
+            raise self._read_only("find_due(claim=True)")
         column = self._column(field)
         shape, params = self._bound(where)
         params["_at"] = at
@@ -353,6 +371,8 @@ class _UnitOfWork:
     def __init__(self, storage: SqlStorage, tenant: str, write: bool) -> None:
         self.tenant = tenant
         self._storage = storage
+        #: Whether writes are allowed: a read-only unit of work refuses add, update,
+        #: delete and the locking reads (get_for_update, find_due(claim=True)).
         self._write = write
         self._conn: sa.Connection | None = None
         self._transaction: sa.RootTransaction | None = None
