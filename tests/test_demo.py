@@ -1,4 +1,5 @@
-"""The demo runs end to end, twice in the same folder, and reports what it made."""
+"""The demo runs end to end, twice in the same folder, reports what it made, and never
+removes a file it did not write."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from membership_core.cli import main, run_demo
+from membership_core.cli import DEMO_MARKER, main, run_demo
 
 
 def test_demo_walks_a_member_to_a_certificate(tmp_path: Path) -> None:
@@ -30,6 +31,82 @@ def test_demo_walks_a_member_to_a_certificate(tmp_path: Path) -> None:
     assert "Python Foundations" in html
     # a second run in the same place starts afresh instead of failing
     assert run_demo(tmp_path / "demo", io.StringIO()) == 0
+
+
+def test_a_second_run_replaces_only_the_demos_own_files(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    assert run_demo(folder, io.StringIO()) == 0
+    assert (folder / DEMO_MARKER).is_file()
+    notes = folder / "my-notes.txt"
+    notes.write_text("keep me", "utf-8")
+    (folder / "outbox" / "mine.txt").write_text("mine", "utf-8")
+    stale = folder / "certificate-OLD-0000.html"
+    stale.write_text("from an earlier run", "utf-8")
+    out = io.StringIO()
+    assert run_demo(folder, out) == 0
+    assert notes.read_text("utf-8") == "keep me"
+    assert (folder / "outbox" / "mine.txt").read_text("utf-8") == "mine"
+    assert not stale.exists()  # the demo's own kind of file, in the demo's folder
+    # a fresh database each time: one email, one certificate
+    assert len(list((folder / "outbox").glob("*.eml"))) == 1
+    assert len(list(folder.glob("certificate-*.html"))) == 1
+    assert "verification: valid" in out.getvalue()
+
+
+def test_a_folder_the_demo_did_not_make_is_left_intact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    precious = home / "photos" / "cat.jpg"
+    precious.write_bytes(b"\xff\xd8 a cat")
+    own_db = home / "demo.db"  # even a file with a demo name is not the demo's here
+    own_db.write_text("someone else's", "utf-8")
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    err = io.StringIO()
+    assert run_demo(home, io.StringIO(), err) == 2
+    assert "not empty" in err.getvalue()
+    assert DEMO_MARKER in err.getvalue()
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+    assert precious.read_bytes() == b"\xff\xd8 a cat"
+    assert own_db.read_text("utf-8") == "someone else's"
+    # the command line says so on stderr, with exit code 2
+    assert main(["demo", "--dir", str(home)]) == 2
+    captured = capsys.readouterr()
+    assert "nothing was touched" in captured.err
+    assert captured.out == ""
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+
+
+def test_a_file_in_place_of_the_folder_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    target.write_text("a file", "utf-8")
+    err = io.StringIO()
+    assert run_demo(target, io.StringIO(), err) == 2
+    assert "not a folder" in err.getvalue()
+    assert target.read_text("utf-8") == "a file"
+
+
+def test_an_empty_existing_folder_is_used(tmp_path: Path) -> None:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    assert run_demo(folder, io.StringIO()) == 0
+    assert (folder / DEMO_MARKER).is_file()
+    assert (folder / "demo.db").is_file()
+
+
+def test_a_symlinked_outbox_is_not_followed(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    assert run_demo(folder, io.StringIO()) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.eml").write_text("not the demo's", "utf-8")
+    for path in (folder / "outbox").iterdir():
+        path.unlink()
+    (folder / "outbox").rmdir()
+    (folder / "outbox").symlink_to(elsewhere, target_is_directory=True)
+    assert run_demo(folder, io.StringIO()) == 0
+    assert (elsewhere / "keep.eml").read_text("utf-8") == "not the demo's"
 
 
 def test_membership_command_runs_the_demo(tmp_path: Path) -> None:

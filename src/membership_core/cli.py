@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,12 +37,70 @@ def _print_outline(outline: Outline, out: TextIO) -> None:
     walk(outline.categories, 0)
 
 
-def run_demo(directory: Path, out: TextIO = sys.stdout) -> int:
-    """Build a small portal in ``directory``/demo.db and walk one member through it."""
-    directory = directory.resolve()  # printed paths work from anywhere
-    if directory.exists():
-        shutil.rmtree(directory)  # a previous run's files must not make this one fail
-    directory.mkdir(parents=True)
+#: Written into the demo's folder on its first run: only a folder carrying it
+#: is ever cleared by a later run.
+DEMO_MARKER = ".membership-demo"
+_MARKER_TEXT = (
+    "This folder was made by `membership demo`. Running the demo again here\n"
+    "replaces the files it wrote (demo.db*, outbox/*.eml, certificate-*.html);\n"
+    "it never touches anything else.\n"
+)
+
+
+class DemoFolderError(Exception):
+    """The demo's folder holds files the demo did not write; nothing was touched."""
+
+
+def _demo_files(directory: Path) -> list[Path]:
+    """Every file a previous demo run may have written in ``directory``, that exists."""
+    outbox = directory / "outbox"
+    found = [directory / f"demo.db{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]
+    found += sorted(directory.glob("certificate-*.html"))
+    if outbox.is_dir() and not outbox.is_symlink():  # never reach out of the folder
+        # The .eml files and the mailer's own temporary files (".name.*.tmp").
+        found += sorted(outbox.glob("*.eml")) + sorted(outbox.glob(".*.tmp"))
+    # A symlink is removed as a link (its target is left alone); a folder of
+    # one of these names is not the demo's, so it stays.
+    return [path for path in found if path.is_symlink() or path.is_file()]
+
+
+def _prepare_demo_folder(directory: Path) -> None:
+    """Make ``directory`` ready for a fresh run, removing only what the demo wrote.
+
+    A folder that does not exist or is empty is used (and marked); a folder
+    with the marker of an earlier run has that run's files removed; any other
+    non-empty folder is refused, so ``--dir ~`` cannot wipe a home folder.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise DemoFolderError(f"{directory} exists and is not a folder")
+    if directory.is_dir() and any(directory.iterdir()):
+        if not (directory / DEMO_MARKER).is_file():
+            raise DemoFolderError(
+                f"{directory} is not empty and was not made by the demo (no {DEMO_MARKER} "
+                "file); nothing was touched. Choose a new or empty folder with --dir."
+            )
+        for path in _demo_files(directory):
+            path.unlink()
+        outbox = directory / "outbox"
+        if outbox.is_dir() and not outbox.is_symlink() and not any(outbox.iterdir()):
+            outbox.rmdir()  # recreated by the mailer; kept if someone put files in it
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / DEMO_MARKER).write_text(_MARKER_TEXT, "utf-8")
+
+
+def run_demo(directory: Path, out: TextIO = sys.stdout, err: TextIO | None = None) -> int:
+    """Build a small portal in ``directory``/demo.db and walk one member through it.
+
+    Returns 0, or 2 (with the reason on ``err``, standard error by default)
+    when ``directory`` holds files the demo did not write: the demo only ever
+    removes its own files from an earlier run, marked by ``.membership-demo``.
+    """
+    directory = directory.expanduser().resolve()  # printed paths work from anywhere
+    try:
+        _prepare_demo_folder(directory)
+    except (DemoFolderError, OSError) as error:
+        print(f"membership demo: {error}", file=sys.stderr if err is None else err)
+        return 2
     database = directory / "demo.db"
     mailer = OutboxFolderMailer(directory / "outbox")
     with Portal.open(f"sqlite:///{database}", tenant="demo", mailer=mailer) as portal:
@@ -113,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dir",
         type=Path,
         default=Path("membership-demo"),
-        help="folder for the demo's database, emails and certificate (recreated on each run)",
+        help="folder for the demo's database, emails and certificate: new, empty, or "
+        "made by an earlier demo run (whose files are replaced; nothing else is touched)",
     )
     for name, help_text in (
         ("init", "create or migrate the database at URL and the portal TENANT"),

@@ -12,6 +12,7 @@ from typing import Self
 import attrs
 from sqlalchemy.engine import make_url
 
+from . import _validate as v
 from .adapters.clock import SystemClock
 from .adapters.ids import RandomIds
 from .domain.billing import DunningPolicy
@@ -20,7 +21,7 @@ from .plugins.manager import Plugins
 from .ports.clock import Clock
 from .ports.ids import Ids
 from .ports.mail import Mailer
-from .ports.payments import PaymentGateway
+from .ports.payments import GatewayCapabilities, PaymentGateway
 from .ports.storage import Storage
 from .services._context import Context
 from .services.access import DEFAULT_EXPIRY_REMINDER, AccessService
@@ -62,6 +63,104 @@ class TickReport:
     lessons_unlocked: int = 0
     #: ``AccessExpiring`` reminders and ``AccessExpired`` events recorded.
     access_notices: int = 0
+
+
+# What a gateway must have, whatever it declares: the library calls these for
+# every paid order (``name`` goes into messages, ``capabilities`` is read first).
+_GATEWAY_METHODS: tuple[str, ...] = ("create_payment",)
+# The methods a capability makes the library call (see GatewayCapabilities):
+# a gateway without the capability never sees them, so it need not have them.
+_CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
+    "off_session": ("charge_saved_method", "cancel"),
+    "refunds": ("refund",),
+    "webhooks": ("parse_webhook",),
+    "subscriptions_managed_by_gateway": ("cancel",),
+}
+
+
+def _has_method(value: object, name: str) -> bool:
+    return callable(getattr(value, name, None))
+
+
+def _check_object(field: str, value: object, method: str, port: str) -> None:
+    """Raise unless ``value`` has a callable ``method``, as ``port`` (its name) needs.
+
+    Checked by attribute rather than ``isinstance`` so a duck-typed adapter
+    (the protocols are not runtime-checkable on purpose) is welcome, and a
+    wrong object fails here, naming the argument, instead of far away later.
+    """
+    if not _has_method(value, method):
+        raise ValidationError(
+            field, f"must be {port} (an object with a {method}() method), not {value!r}"
+        )
+
+
+def _sequence(field: str, value: object, *, what: str) -> Sequence[object]:
+    """Return ``value`` if it is a list or tuple (not a string); ``what`` says of what."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ValidationError(
+            field, f"must be a list or tuple of {what}, not {type(value).__name__}"
+        )
+    return value
+
+
+def _check_plugins(plugins: object) -> None:
+    for index, plugin in enumerate(_sequence("plugins", plugins, what="plugin objects")):
+        # pluggy takes any object (and silently registers a hook-less one), so
+        # catch the likely slips: nothing, a name instead of the plugin, a number.
+        if plugin is None or isinstance(plugin, str | bytes | int | float | complex):
+            raise ValidationError(
+                "plugins",
+                f"item {index} must be a plugin (a module, class or object with "
+                f"hook implementations), not {plugin!r}",
+            )
+
+
+def _check_blocked(blocked: object) -> None:
+    for index, name in enumerate(_sequence("blocked_plugins", blocked, what="entry-point names")):
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError(
+                "blocked_plugins", f"item {index} must be a non-empty name, not {name!r}"
+            )
+
+
+def _check_gateway(name: object, gateway: object) -> None:
+    """Raise unless ``gateway`` looks like the PaymentGateway port for what it declares."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("gateways", f"names must be non-empty strings, not {name!r}")
+    label = getattr(gateway, "name", None)
+    if not isinstance(label, str) or not label.strip():
+        raise ValidationError(
+            "gateways",
+            f"{name!r} must be a payment gateway with a non-empty name, not {gateway!r}",
+        )
+    capabilities = getattr(gateway, "capabilities", None)
+    if not isinstance(capabilities, GatewayCapabilities):
+        raise ValidationError(
+            "gateways", f"{name!r}: capabilities must be GatewayCapabilities, not {capabilities!r}"
+        )
+    needed = list(_GATEWAY_METHODS)
+    for capability, methods in _CAPABILITY_METHODS.items():
+        if getattr(capabilities, capability):
+            needed.extend(m for m in methods if m not in needed)
+    missing = [method for method in needed if not _has_method(gateway, method)]
+    if missing:
+        raise ValidationError(
+            "gateways",
+            f"{name!r} lacks {', '.join(m + '()' for m in missing)}, which its "
+            "capabilities say the library may call",
+        )
+
+
+def _check_gateways(gateways: object) -> None:
+    if gateways is None:
+        return
+    if not isinstance(gateways, Mapping):
+        raise ValidationError(
+            "gateways", f"must be a mapping of name to gateway, not {type(gateways).__name__}"
+        )
+    for name, gateway in gateways.items():
+        _check_gateway(name, gateway)
 
 
 def _default_mailer_url(url: str) -> str:
@@ -151,7 +250,18 @@ class Portal:
         (``DunningPolicy(max_attempts=8, within=timedelta(days=14))`` by default).
         ``expiry_reminder`` is how long before a grant ends ``tick()`` records
         the ``AccessExpiring`` reminder event (7 days; ``None`` for none).
+
+        Every argument is checked before any storage is opened: a malformed
+        one raises :class:`~membership_core.errors.ValidationError` naming it
+        (a ``clock`` needs a ``now()`` method, ``ids`` a ``new()`` method, a
+        mailer object ``send()``, each gateway a ``name``,
+        :class:`~membership_core.ports.payments.GatewayCapabilities` and the
+        methods its capabilities say the library calls). An unknown URL
+        scheme, mailer scheme or ``default_gateway`` is a
+        :class:`~membership_core.errors.ConfigurationError`.
         """
+        # Every argument is checked before anything is built, so a mistake
+        # raises ValidationError naming it and leaves no database behind.
         if expiry_reminder is not None and (
             not isinstance(expiry_reminder, timedelta) or expiry_reminder <= timedelta(0)
         ):
@@ -164,46 +274,61 @@ class Portal:
             raise ValidationError(
                 "tenant", "must be 1-63 lowercase letters, digits, '-' or '_', starting alnum"
             )
+        if not isinstance(url, str):
+            _check_object("url", url, "unit_of_work", "a URL string or a Storage")
+        _check_plugins(plugins)
+        _check_blocked(blocked_plugins)
+        v.boolean("load_entrypoints", load_entrypoints)
+        if clock is not None:
+            _check_object("clock", clock, "now", "a Clock")
+        if ids is not None:
+            _check_object("ids", ids, "new", "an Ids")
+        if mailer is not None and not isinstance(mailer, str):
+            _check_object("mailer", mailer, "send", "a mailer URL or a Mailer")
+        _check_gateways(gateways)
+        v.text("default_gateway", default_gateway, max_length=200)
+
         manager = Plugins(plugins, load_entrypoints=load_entrypoints, blocked=blocked_plugins)
+        available = {
+            name: manager.adapters.gateway(name) for name in manager.adapters.gateway_names
+        }
+        available.update(gateways or {})
+        if default_gateway not in available:
+            raise ConfigurationError(
+                f"no payment gateway {default_gateway!r}", field="default_gateway"
+            )
+        # A mailer URL given is built before the storage, so a bad one leaves
+        # no database behind.
+        chosen_mailer = manager.adapters.mailer(mailer) if isinstance(mailer, str) else mailer
         owns = isinstance(url, str)
-        if isinstance(url, str):
-            storage = manager.adapters.storage(url)
-        elif hasattr(url, "unit_of_work"):
-            storage = url
-        else:
-            raise ConfigurationError("url must be a URL string or a Storage", field="url")
+        storage = manager.adapters.storage(url) if isinstance(url, str) else url
         try:
-            if mailer is None:
-                mailer = _default_mailer_url(url if isinstance(url, str) else "memory://")
-            chosen_mailer = manager.adapters.mailer(mailer) if isinstance(mailer, str) else mailer
-            available = {
-                name: manager.adapters.gateway(name) for name in manager.adapters.gateway_names
-            }
-            available.update(gateways or {})
-            if default_gateway not in available:
-                raise ConfigurationError(
-                    f"no payment gateway {default_gateway!r}", field="default_gateway"
-                )
+            if chosen_mailer is None:
+                # The default outbox folder sits beside an SQLite file: made only
+                # once the database opened, so a database that cannot be opened
+                # gets no folder (nor its missing parent) created for it.
+                default = _default_mailer_url(url if isinstance(url, str) else "memory://")
+                chosen_mailer = manager.adapters.mailer(default)
+            context = Context(
+                tenant=tenant,
+                storage=storage,
+                clock=clock or SystemClock(),
+                ids=ids or RandomIds(),
+                plugins=manager,
+                mailer=chosen_mailer,
+                gateways=available,
+            )
+            return cls(
+                context,
+                owns_storage=owns,
+                default_gateway=default_gateway,
+                dunning=dunning,
+                expiry_reminder=expiry_reminder,
+            )
         except BaseException:
-            if owns:
+            if owns:  # a storage the caller passed in stays theirs to close
                 storage.close()
             raise
-        context = Context(
-            tenant=tenant,
-            storage=storage,
-            clock=clock or SystemClock(),
-            ids=ids or RandomIds(),
-            plugins=manager,
-            mailer=chosen_mailer,
-            gateways=available,
-        )
-        return cls(
-            context,
-            owns_storage=owns,
-            default_gateway=default_gateway,
-            dunning=dunning,
-            expiry_reminder=expiry_reminder,
-        )
 
     @property
     def tenant(self) -> str:

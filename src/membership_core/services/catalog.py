@@ -1,4 +1,4 @@
-"""Membership products: create, structure, reorder, search, publish."""
+"""Membership products: create, structure, rename, move, reorder, delete, search, publish."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..domain.catalog import (
     ordered,
 )
 from ..domain.events import ProductPublished, ProductUnpublished
-from ..errors import ValidationError
+from ..errors import Conflict, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Service
 from ._unset import UNSET, _Unset
@@ -344,12 +344,19 @@ class CatalogService(Service):
     def reorder_categories(
         self, product_id: str, category_ids: Sequence[str], *, parent_id: str | None = None
     ) -> list[Category]:
-        """Put the categories under ``parent_id`` in exactly the order given."""
+        """Put the categories under ``parent_id`` (the top level by default) in exactly
+        the order given; the list must hold each of them once."""
         v.identifier("product_id", product_id, "prod")
         if isinstance(category_ids, str) or not isinstance(category_ids, Sequence):
             raise ValidationError("category_ids", "must be a list of category ids")
+        for category_id in category_ids:
+            v.identifier("category_ids", category_id, "cat")
+        if parent_id is not None:
+            v.identifier("parent_id", parent_id, "cat")
         with self._ctx.uow() as uow:
             self._require_for_update(uow.products, "product", product_id, "product_id")
+            if parent_id is not None:
+                self._category(uow, product_id, parent_id, "parent_id")
             current = uow.categories.find({"product_id": product_id, "parent_id": parent_id})
             by_id = {c.id: c for c in current}
             if sorted(category_ids) != sorted(by_id):
@@ -363,6 +370,112 @@ class CatalogService(Service):
             uow.commit()
         return ordered
 
+    def get_category(self, category_id: str) -> Category:
+        """The category, or ``NotFound``."""
+        v.identifier("category_id", category_id, "cat")
+        with self._ctx.uow(write=False) as uow:
+            return self._require(uow.categories, "category", category_id, "category_id")
+
+    def update_category(self, category_id: str, *, title: str | _Unset = UNSET) -> Category:
+        """Rename a category; an argument left at ``UNSET`` stays as it is.
+
+        Its place in the tree changes with :meth:`move_category` and
+        :meth:`reorder_categories`.
+        """
+        v.identifier("category_id", category_id, "cat")
+        changes: dict[str, Any] = {}
+        if not isinstance(title, _Unset):
+            changes["title"] = v.text("title", title, max_length=200)
+        with self._ctx.uow() as uow:
+            category = self._locked_category(uow, category_id)
+            updated = attrs.evolve(category, **changes)
+            if updated == category:
+                return category  # nothing changed: cached structures stay current
+            uow.categories.update(updated)
+            self._touch(uow, category.product_id)
+            uow.commit()
+        return updated
+
+    def delete_category(self, category_id: str) -> None:
+        """Remove an empty category; the categories after it move up.
+
+        Refused with ``Conflict`` while it holds lessons or sub-categories:
+        move or delete those first, so no lesson (and no member's progress
+        on it) disappears by accident. Drip rules set on the category go with it.
+        """
+        v.identifier("category_id", category_id, "cat")
+        with self._ctx.uow() as uow:
+            category = self._locked_category(uow, category_id)
+            lessons = uow.lessons.count({"category_id": category_id})
+            children = uow.categories.count(
+                {"product_id": category.product_id, "parent_id": category_id}
+            )
+            if lessons or children:
+                raise Conflict(
+                    f"category {category_id!r} still holds {lessons} lesson(s) and "
+                    f"{children} sub-categories; move or delete them first",
+                    field="category_id",
+                )
+            uow.categories.delete(category_id)
+            self._renumber_categories(
+                uow, self._level(uow, category.product_id, category.parent_id)
+            )
+            self._touch(uow, category.product_id, forget=category_id)
+            uow.commit()
+
+    def move_category(
+        self, category_id: str, *, parent_id: str | None = None, position: int | None = None
+    ) -> Category:
+        """Move a category under ``parent_id`` (``None``: the top level) of the same product.
+
+        ``position`` is 0-based among its new siblings; ``None`` or a position
+        past the end puts it last. Its lessons and sub-categories move with
+        it. Refused with a ``ValidationError`` naming ``parent_id`` when the
+        parent is the category itself or one of its sub-categories, is itself
+        a sub-category, or when a category that has sub-categories would
+        become one (the tree is two levels deep).
+        """
+        v.identifier("category_id", category_id, "cat")
+        if parent_id is not None:
+            v.identifier("parent_id", parent_id, "cat")
+        if position is not None:
+            v.integer("position", position, minimum=0)
+        with self._ctx.uow() as uow:
+            category = self._locked_category(uow, category_id)
+            product_id = category.product_id
+            if parent_id is not None:
+                if parent_id == category_id:
+                    raise ValidationError("parent_id", "a category cannot be moved under itself")
+                parent = self._category(uow, product_id, parent_id, "parent_id")
+                if category_id in self._ancestors(uow, parent):
+                    raise ValidationError(
+                        "parent_id",
+                        f"{parent_id!r} is inside {category_id!r}; a category cannot be "
+                        "moved under its own sub-category",
+                    )
+                if parent.parent_id is not None:
+                    raise ValidationError(
+                        "parent_id", "sub-categories cannot have sub-categories of their own"
+                    )
+                if uow.categories.count({"product_id": product_id, "parent_id": category_id}):
+                    raise ValidationError(
+                        "parent_id",
+                        f"category {category_id!r} has sub-categories, so it cannot become one",
+                    )
+            target = [c for c in self._level(uow, product_id, parent_id) if c.id != category_id]
+            if parent_id != category.parent_id:
+                old = self._level(uow, product_id, category.parent_id)
+                self._renumber_categories(uow, [c for c in old if c.id != category_id])
+            index = len(target) if position is None else min(position, len(target))
+            moved = attrs.evolve(category, parent_id=parent_id)
+            target.insert(index, moved)
+            self._renumber_categories(uow, target, always=category_id)
+            self._touch(uow, product_id)
+            uow.commit()
+            result = uow.categories.get(category_id)
+        assert result is not None
+        return result
+
     # helpers ----------------------------------------------------------------
 
     def _category(self, uow: UnitOfWork, product_id: str, category_id: str, field: str) -> Category:
@@ -371,17 +484,56 @@ class CatalogService(Service):
             raise ValidationError(field, f"category {category_id!r} belongs to another product")
         return category
 
-    def _touch(self, uow: UnitOfWork, product_id: str) -> None:
-        """Record a structural change: readers' cached structures are now stale."""
+    def _touch(self, uow: UnitOfWork, product_id: str, *, forget: str | None = None) -> None:
+        """Record a structural change: readers' cached structures are now stale.
+
+        ``forget`` names a deleted category or lesson whose drip rules go too.
+        """
         product = uow.products.get(product_id)
         if product is not None:
+            rules = product.drip_rules
+            if forget is not None and forget in rules:
+                rules = {key: value for key, value in rules.items() if key != forget}
             uow.products.update(
                 attrs.evolve(
                     product,
                     updated_at=self._ctx.now(),
                     structure_version=product.structure_version + 1,
+                    drip_rules=rules,
                 )
             )
+
+    def _locked_category(self, uow: UnitOfWork, category_id: str) -> Category:
+        """The category, read again once its product is locked for this change."""
+        category = self._require(uow.categories, "category", category_id, "category_id")
+        self._require_for_update(uow.products, "product", category.product_id, "category_id")
+        # Read after the lock: a change committed meanwhile is not overwritten.
+        return self._require(uow.categories, "category", category_id, "category_id")
+
+    @staticmethod
+    def _level(uow: UnitOfWork, product_id: str, parent_id: str | None) -> list[Category]:
+        """The categories directly under ``parent_id`` (or the top level), by position."""
+        found = uow.categories.find({"product_id": product_id, "parent_id": parent_id})
+        return sorted(found, key=lambda c: (c.position, c.id))
+
+    @staticmethod
+    def _ancestors(uow: UnitOfWork, category: Category) -> list[str]:
+        """Ids of ``category`` and the categories above it, nearest first."""
+        chain = [category.id]
+        current = category.parent_id
+        while current is not None and current not in chain:  # never loop on bad data
+            chain.append(current)
+            above = uow.categories.get(current)
+            current = above.parent_id if above is not None else None
+        return chain
+
+    @staticmethod
+    def _renumber_categories(
+        uow: UnitOfWork, categories: list[Category], *, always: str | None = None
+    ) -> None:
+        for index, category in enumerate(categories):
+            if category.position != index or category.id == always:
+                uow.categories.update(attrs.evolve(category, position=index))
 
     @staticmethod
     def _renumber(uow: UnitOfWork, lessons: list[Lesson], *, always: str | None = None) -> None:
