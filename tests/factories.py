@@ -210,6 +210,7 @@ def purchase(**kw: Any) -> Purchase:
         "upsell_of": "pur_parent",
         "product_ids": ("prod_a", "prod_b"),
         "coupon_code": "HALF",
+        "request_fingerprint": "f" * 64,
     }
     return Purchase(**(values | kw))
 
@@ -251,6 +252,7 @@ def billing(**kw: Any) -> Billing:
         "status": BillingStatus.PAST_DUE,
         "started_at": T0,
         "next_sequence": 3,
+        "access_until": T0,
         "next_charge_at": T0,
         "paid_through": T0,
         "failed_attempts": 2,

@@ -8,10 +8,24 @@ Two kinds of test live here:
   out of order, cancel, refund; after every step the invariants compare what
   the portal says with what the :class:`TestGateway` recorded (the independent
   record of money).
-- :func:`test_concurrent_billing_histories`, a Jepsen-style history on SQLite
-  and PostgreSQL: several portals (one per worker) on one database tick and
-  take webhooks from several threads at once; a checker then compares the
-  whole history with the gateway ledger.
+- :func:`test_concurrent_billing_histories`, Jepsen-style histories on SQLite
+  and PostgreSQL: thousands of small randomized histories (one buyer and one
+  checkout key each; 150 side by side per tenant, the database and its worker
+  portals reused by every tenant). The same checkout is submitted from 1-3
+  workers at once; then rounds of clock jumps, concurrent ticks, banks settling
+  (also by themselves, ``SettleLater``), disputes opened and won or lost,
+  webhooks delivered 1-5 times in a seeded random order by several workers
+  while the host refunds (whole, partly, one line of the bundle) and cancels.
+  The checker finds no purchase granted twice (``OfferPurchased``,
+  ``AccessGranted`` and enrollments per purchase and product), no charge made
+  twice (per checkout key and per billing period), no access to an unpaid,
+  refunded or lost period, no charge after billing stopped (a whole refund, a
+  lost dispute, a cancel), amounts within the plan, and every payment on the
+  books once.
+
+``MC_HISTORIES`` (both databases), ``MC_HISTORIES_SQLITE``,
+``MC_HISTORIES_POSTGRES``, ``MC_HISTORIES_PER_TENANT`` and ``MC_ROUNDS`` size
+the Jepsen-style run; the defaults fit about 2.5 minutes on two cores.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -38,10 +53,13 @@ from membership_core import (
     Conflict,
     Interval,
     Money,
+    NotFound,
+    OneTime,
     PaymentDeclined,
     PaymentPlan,
     Portal,
     PurchaseStatus,
+    RefundFailed,
     SequentialIds,
     Subscription,
 )
@@ -62,6 +80,7 @@ from membership_core.testing.gateway import (
     Pending,
     Raise,
     RecordedPayment,
+    SettleLater,
     Succeed,
 )
 
@@ -414,11 +433,33 @@ TestBillingHistories = BillingHistories.TestCase
 
 # --------------------------------------------------------------------------- b) Jepsen-style
 
-#: Histories per database (each on its own tenant); raise it for a longer soak.
-HISTORIES = int(os.environ.get("MC_HISTORIES", "3"))
-#: Rounds (advance time, tick, settle, deliver) per history.
-ROUNDS = int(os.environ.get("MC_ROUNDS", "8"))
+#: Randomized histories per database in all: each is one buyer with a checkout key of
+#: its own, so many of them share a tenant (and its worker portals) side by side.
+#: PostgreSQL round trips cost more, so it runs fewer in the same time; MC_HISTORIES
+#: sets both (e.g. 20000 for a soak).
+HISTORIES = {
+    "sqlite_url": int(
+        os.environ.get("MC_HISTORIES", os.environ.get("MC_HISTORIES_SQLITE", "1600"))
+    ),
+    "postgres_url": int(
+        os.environ.get("MC_HISTORIES", os.environ.get("MC_HISTORIES_POSTGRES", "800"))
+    ),
+}
+#: Histories sharing one tenant, one gateway and one set of worker portals.
+PER_TENANT = int(os.environ.get("MC_HISTORIES_PER_TENANT", "150"))
+#: Rounds (advance time, tick, provider moves, deliver + host actions) per tenant.
+ROUNDS = int(os.environ.get("MC_ROUNDS", "6"))
 WORKERS = 3
+
+#: What a history buys: the recurring plans above, and a one-time sale. Every offer is a
+#: bundle of two products, so grants are counted per purchase *and* product.
+HISTORY_PLANS: dict[str, Subscription | PaymentPlan | OneTime] = {
+    **PLANS,
+    "one_time": OneTime(Money.of("30", EUR)),
+}
+
+#: Billing states that still charge.
+LIVE = (BillingStatus.TRIALING, BillingStatus.ACTIVE, BillingStatus.PAST_DUE)
 
 
 @dataclass
@@ -439,7 +480,7 @@ class History:
             self.errors.append((where, error))
 
     def __str__(self) -> str:
-        lines = [f"history seed={self.seed}"] + [repr(op) for op in self.ops[-60:]]
+        lines = [f"history seed={self.seed}"] + [repr(op)[:400] for op in self.ops[-60:]]
         return "\n".join(lines)
 
 
@@ -461,83 +502,287 @@ def _concurrently(history: History, jobs: list[tuple[str, Callable[[], Any]]]) -
         thread.join()
 
 
-def _deliver_all(
-    history: History, rng: random.Random, gateway: TestGateway, portals: list[Portal]
+@dataclass
+class Story:
+    """One randomized history: a buyer, a checkout key submitted 1-3 times at once, and
+    what the host and the provider did to that purchase afterwards."""
+
+    index: int
+    plan_name: str
+    key: str
+    email: str
+    workers: list[int]
+    results: list[str] = field(default_factory=list)
+    purchase_id: str | None = None
+    member_id: str | None = None
+    #: Gateway payment references of this purchase with a dispute opened / lost.
+    disputed: str | None = None
+    lost_dispute: bool = False
+    #: Set once billing has stopped for good (full refund, lost dispute, cancel, ...):
+    #: why, and how many gateway payments the purchase had then (no new one may follow).
+    stopped: str | None = None
+    attempts_when_stopped: int = 0
+    line_refund_done: bool = False
+
+
+def _story_payments(ledger: tuple[RecordedPayment, ...], story: Story) -> list[RecordedPayment]:
+    return [p for p in ledger if p.purchase_id == story.purchase_id]
+
+
+def _checkouts(
+    history: History,
+    rng: random.Random,
+    portals: list[Portal],
+    offers: dict[str, str],
+    stories: list[Story],
 ) -> None:
-    """Take the queued webhooks and deliver each 1-5 times, shuffled, from several threads."""
-    deliveries = gateway.take_webhooks()
-    copies = [d for d in deliveries for _ in range(rng.randint(1, 5))]
-    rng.shuffle(copies)
-    lanes: list[list[Any]] = [[] for _ in portals]
-    for delivery in copies:
-        lanes[rng.randrange(len(lanes))].append(delivery)
+    """Every story's checkout, submitted from 1-3 workers at once with the same key."""
+    order = stories[:]
+    rng.shuffle(order)
+    lock = threading.Lock()
 
-    def lane(portal: Portal, batch: list[Any]) -> Callable[[], Any]:
-        def deliver() -> Any:
-            return [
-                (d.event_ids, portal.payments.handle_webhook("test", d.body, d.headers))
-                for d in batch
+    def lane(worker: int) -> Callable[[], Any]:
+        def run() -> Any:
+            portal = portals[worker]
+            for story in order:
+                if worker not in story.workers:
+                    continue
+                try:
+                    purchase = portal.checkout.purchase(
+                        offers[story.plan_name], email=story.email, idempotency_key=story.key
+                    )
+                except PaymentDeclined:
+                    continue
+                except TimeoutError:
+                    continue  # scripted Raise: the buyer sees an error and may retry
+                with lock:
+                    story.results.append(purchase.id)
+            return len(order)
+
+        return run
+
+    _concurrently(history, [(f"checkout@{w}", lane(w)) for w in range(len(portals))])
+    for story in stories:
+        if not story.results:  # the buyer retries once, same key
+            with contextlib.suppress(PaymentDeclined, TimeoutError):
+                story.results.append(
+                    portals[0]
+                    .checkout.purchase(
+                        offers[story.plan_name], email=story.email, idempotency_key=story.key
+                    )
+                    .id
+                )
+        if story.results:
+            assert len(set(story.results)) == 1, (
+                f"{history}\none key {story.key} gave several purchases: {story.results}"
+            )
+            story.purchase_id = story.results[0]
+            story.member_id = portals[0].checkout.get(story.purchase_id).member_id
+        history.record("checkout", story.key, story.plan_name, story.results)
+
+
+def _provider_moves(
+    history: History, rng: random.Random, gateway: TestGateway, stories: list[Story]
+) -> None:
+    """The provider's side: banks settle, buyers open disputes, disputes close."""
+    for payment in gateway.payments:
+        waiting = payment.status in (PaymentStatus.PENDING, PaymentStatus.ACTION_REQUIRED)
+        if waiting and rng.random() < 0.6:
+            succeed = rng.random() < 0.7
+            gateway.settle(payment.reference, succeed=succeed, reason="bank_refused")
+            history.record("settle", payment.reference, payment.purchase_id, succeed)
+    by_purchase: dict[str, list[RecordedPayment]] = collections.defaultdict(list)
+    for payment in gateway.payments:
+        by_purchase[payment.purchase_id].append(payment)
+    for story in stories:
+        if story.purchase_id is None:
+            continue
+        if story.disputed is None and rng.random() < 0.04:
+            paid = [
+                p for p in by_purchase[story.purchase_id] if p.status is PaymentStatus.SUCCEEDED
             ]
+            if paid:
+                story.disputed = rng.choice(paid).reference
+                gateway.open_dispute(story.disputed)
+                history.record("dispute", story.purchase_id, story.disputed)
+        elif (
+            story.disputed is not None
+            and gateway.payment(story.disputed).dispute == "open"
+            and rng.random() < 0.5
+        ):
+            won = rng.random() < 0.4
+            gateway.close_dispute(story.disputed, won=won)
+            story.lost_dispute = not won
+            history.record("dispute closed", story.purchase_id, "won" if won else "lost")
 
-        return deliver
 
-    jobs = [
-        (f"deliver@{i}", lane(p, batch))
-        for i, (p, batch) in enumerate(zip(portals, lanes, strict=True))
-    ]
-    # One more worker ticks while the webhooks arrive: the inbox and the scheduler race.
+def _host_action(
+    rng: random.Random, story: Story, products: tuple[str, str]
+) -> Callable[[Portal], Any] | None:
+    """Maybe one thing the host does to the story's purchase this round."""
+    pid = story.purchase_id
+    if pid is None:
+        return None
+    roll = rng.random()
+    if roll < 0.03:
+        return lambda portal: ("refund", portal.payments.refund(pid).status.value)
+    if roll < 0.05:
+        part = Money.of(rng.choice(["1", "2.50", "4"]), EUR)
+        return lambda portal: ("partial refund", portal.payments.refund(pid, part).status.value)
+    if roll < 0.07:
+        line = Money.of("1", EUR)
+
+        def line_refund(portal: Portal) -> Any:
+            refunded = portal.payments.refund(pid, line, product_ids=[products[1]])
+            story.line_refund_done = True
+            return ("line refund", refunded.status.value)
+
+        return line_refund
+    if roll < 0.10:
+        at_period_end = rng.random() < 0.7
+        return lambda portal: (
+            "cancel",
+            portal.billing.cancel(pid, at_period_end=at_period_end).status.value,
+        )
+    return None
+
+
+def _deliver_and_act(
+    history: History,
+    rng: random.Random,
+    gateway: TestGateway,
+    portals: list[Portal],
+    stories: list[Story],
+    products: tuple[str, str],
+) -> None:
+    """Deliver the queued webhooks (each 1-5 times, shuffled, by the gateway itself) from
+    several workers, while the host refunds and cancels and one more worker ticks."""
+    deliveries = gateway.take_webhooks(duplicates=5, shuffle=rng)
+    work: list[Callable[[Portal], Any]] = []
+    for delivery in deliveries:
+        work.append(
+            lambda portal, d=delivery: (
+                d.event_ids,
+                attrs.astuple(portal.payments.handle_webhook("test", d.body, d.headers)),
+            )
+        )
+    for story in stories:
+        action = _host_action(rng, story, products)
+        if action is not None:
+            work.append(action)
+    rng.shuffle(work)
+    lanes: list[list[Callable[[Portal], Any]]] = [[] for _ in portals]
+    for item in work:
+        lanes[rng.randrange(len(lanes))].append(item)
+
+    def lane(portal: Portal, batch: list[Callable[[Portal], Any]]) -> Callable[[], Any]:
+        def run() -> Any:
+            done = []
+            for item in batch:
+                # Conflict: nothing left to refund, not paid yet, already cancelled, ...
+                try:
+                    done.append(item(portal))
+                except (Conflict, NotFound, RefundFailed) as refused:
+                    done.append(("refused", type(refused).__name__))
+            return done
+
+        return run
+
+    jobs = [(f"lane@{i}", lane(p, b)) for i, (p, b) in enumerate(zip(portals, lanes, strict=True))]
     jobs.append(("tick-during-delivery", portals[0].tick))
     _concurrently(history, jobs)
 
 
-def _settle_some(history: History, rng: random.Random, gateway: TestGateway, share: float) -> None:
-    for payment in gateway.payments:
-        waiting = payment.status in (PaymentStatus.PENDING, PaymentStatus.ACTION_REQUIRED)
-        if waiting and rng.random() < share:
-            succeed = rng.random() < 0.7
-            gateway.settle(payment.reference, succeed=succeed, reason="bank_refused")
-            history.record("settle", payment.reference, payment.purchase_id, succeed)
+def _billing_or_none(portal: Portal, purchase_id: str) -> Billing | None:
+    try:
+        return portal.billing.get(purchase_id)
+    except (Conflict, NotFound):
+        return None
 
 
-def _random_outcomes(rng: random.Random) -> list[Outcome]:
-    choices: list[Outcome] = [
-        Succeed(),
-        Succeed(),
-        Decline("card_declined"),
-        Decline("insufficient_funds"),
-        Pending(),
-        ActionRequired(),
-        Raise(TimeoutError("provider timed out")),
-    ]
-    return [rng.choice(choices) for _ in range(rng.randint(0, 4))]
+def _note_stops(portal: Portal, gateway: TestGateway, stories: list[Story]) -> None:
+    """Remember when each purchase stopped billing for good, and its charges then."""
+    ledger = gateway.payments
+    for story in stories:
+        if story.purchase_id is None or story.stopped is not None:
+            continue
+        purchase = portal.checkout.get(story.purchase_id)
+        billing = _billing_or_none(portal, story.purchase_id)
+        why = None
+        if purchase.status is PurchaseStatus.REFUNDED:
+            why = "refunded" if not story.lost_dispute else "dispute lost"
+        elif billing is not None and billing.status not in LIVE:
+            why = f"billing {billing.status.value}"
+        if why is not None:
+            story.stopped = why
+            story.attempts_when_stopped = len(_story_payments(ledger, story))
 
 
-def _check_history(
+def _check_world(
     history: History,
     portal: Portal,
     gateway: TestGateway,
-    bought: list[tuple[str, str]],
-    lesson_id: str,
+    stories: list[Story],
+    lessons: tuple[str, str],
     *,
     final: bool,
 ) -> None:
-    """The checker: the portal's books against the gateway's ledger of money."""
+    """The checker: every story's books against the gateway's ledger of money."""
     assert not history.errors, f"{history}\nescaped: {history.errors}"
     now = portal.clock.now()
     ledger = gateway.payments
-    for purchase_id, member_id in bought:
-        purchase = portal.checkout.get(purchase_id)
-        try:
-            billing: Billing | None = portal.billing.get(purchase_id)
-        except Conflict:
-            billing = None
-        check_ledger(ledger, purchase_id, billing, purchase.amount, now)
-        # Access never runs past what was paid, plus the documented dunning grace.
-        allowed = portal.access.can_view(member_id, lesson_id).allowed
-        if billing is None:
-            assert not allowed, f"{history}\n{purchase_id}: access without a paid first charge"
+    for story in stories:
+        if story.purchase_id is None:
             continue
-        plan = billing.plan
+        purchase_id = story.purchase_id
+        member_id = story.member_id
+        assert member_id is not None
+        purchase = portal.checkout.get(purchase_id)
+        billing = _billing_or_none(portal, purchase_id)
+        mine = _story_payments(ledger, story)
+        where = f"{history}\n{purchase_id} ({story.plan_name}, {purchase.status.value})"
+        # No charge made twice: one gateway payment per checkout key, and per
+        # (purchase, sequence) at most one that succeeded (check_ledger).
+        checkout_keys = collections.Counter(
+            p.idempotency_key for p in mine if _key_prefix(p).startswith("checkout:")
+        )
+        assert all(n == 1 for n in checkout_keys.values()), f"{where}: {checkout_keys}"
+        plan = HISTORY_PLANS[story.plan_name]
+        if isinstance(plan, OneTime):
+            ok = _succeeded(ledger, purchase_id)
+            assert len(ok) <= 1, f"{where}: one-time sale charged {len(ok)} times"
+            assert _total(ok) <= plan.price, f"{where}: took {_total(ok)} of {plan.price}"
+        else:
+            check_ledger(ledger, purchase_id, billing, purchase.amount, now)
+        # Nothing charged after billing stopped for good (refund, lost dispute, cancel).
+        if story.stopped is not None:
+            assert len(mine) == story.attempts_when_stopped, (
+                f"{where}: {len(mine) - story.attempts_when_stopped} new charge(s) after "
+                f"billing stopped ({story.stopped}): {mine[story.attempts_when_stopped :]}"
+            )
+        # A lost dispute takes the money back for good: no access, no more billing.
+        allowed = portal.access.can_view(member_id, lessons[0]).allowed
+        if story.lost_dispute and purchase.status is not PurchaseStatus.DISPUTED:
+            assert not allowed, f"{where}: access after a lost dispute"
+            if billing is not None:
+                assert billing.status not in LIVE, (
+                    f"{where}: the dispute was lost but the billing is still "
+                    f"{billing.status.value} and keeps charging: {billing}"
+                )
+        if purchase.status in (
+            PurchaseStatus.PENDING,
+            PurchaseStatus.FAILED,
+            PurchaseStatus.REFUNDED,
+        ):
+            assert not allowed, f"{where}: access without money kept"
+        if story.line_refund_done:  # a refund of product B's line ends B's access only
+            assert not portal.access.can_view(member_id, lessons[1]).allowed, (
+                f"{where}: access to a refunded line of the bundle"
+            )
+        if billing is None:
+            if not isinstance(plan, OneTime):
+                assert not allowed, f"{where}: access without a paid first charge"
+            continue
         rows = portal.billing.payments(purchase_id)
         awaiting = any(
             p.sequence == billing.next_sequence and p.state is PaymentState.PENDING for p in rows
@@ -549,21 +794,60 @@ def _check_history(
                 grace = billing.first_failed_at + PolicyWindow.within + RETRY_GRACE
                 bound = max(bound, grace)
             assert now < bound, (
-                f"{history}\n{purchase_id}: access at {now}, but the money taken "
+                f"{where}: access at {now}, but the money taken "
                 f"({taken}) and dunning only cover until {bound}: {billing}"
             )
         if isinstance(plan, PaymentPlan) and billing.status is BillingStatus.DEFAULTED:
-            assert not allowed, f"{history}\n{purchase_id}: defaulted plan still grants access"
-    if not final:
-        return
+            assert not allowed, f"{where}: defaulted plan still grants access"
+    if final:
+        _check_grants_and_books(history, portal, gateway, stories)
+
+
+def _check_grants_and_books(
+    history: History, portal: Portal, gateway: TestGateway, stories: list[Story]
+) -> None:
+    """No purchase granted twice, declines left nothing, every payment booked once."""
+    bought = {s.purchase_id: s for s in stories if s.purchase_id is not None}
+    with portal.storage.unit_of_work(portal.tenant) as uow:
+        purchased = collections.Counter(
+            e.payload["purchase_id"] for e in uow.events.find({"type": "OfferPurchased"})
+        )
+        granted = collections.Counter(
+            (e.payload["purchase_id"], e.payload["product_id"])
+            for e in uow.events.find({"type": "AccessGranted"})
+        )
+        enrolled = collections.Counter(
+            (e.purchase_id, e.product_id) for e in uow.enrollments.find()
+        )
+        purchases = uow.purchases.find()
+        emails = {member.email.lower() for member in uow.members.find()}
+    twice = {k: n for k, n in purchased.items() if n > 1}
+    assert not twice, f"{history}\nOfferPurchased more than once: {twice}"
+    twice_granted = {k: n for k, n in granted.items() if n > 1}
+    assert not twice_granted, f"{history}\nAccessGranted more than once: {twice_granted}"
+    twice_enrolled = {k: n for k, n in enrolled.items() if n > 1}
+    assert not twice_enrolled, f"{history}\nenrolled more than once: {twice_enrolled}"
+    by_key = collections.Counter(p.idempotency_key for p in purchases)
+    for story in stories:
+        assert by_key[story.key] <= 1, f"{history}\n{story.key}: {by_key[story.key]} purchases"
+        if story.purchase_id is None:
+            assert by_key[story.key] == 0, f"{history}\n{story.key}: purchase nobody was told"
+            assert story.email not in emails, (
+                f"{history}\n{story.key}: declined checkout left its member behind"
+            )
     # Every succeeded gateway payment is on the books as SUCCEEDED exactly once, and no
     # payment is on the books as SUCCEEDED without money taken at the gateway.
     by_reference: dict[str, list[Any]] = collections.defaultdict(list)
-    for purchase_id, _ in bought:
+    for purchase_id in bought:
+        assert purchase_id is not None
         for row in portal.billing.payments(purchase_id):
             if row.state is PaymentState.SUCCEEDED:
                 by_reference[str(row.gateway_reference)].append(row)
-    succeeded = {p.reference: p for p in ledger if p.status is PaymentStatus.SUCCEEDED}
+    succeeded = {
+        p.reference: p
+        for p in gateway.payments
+        if p.status is PaymentStatus.SUCCEEDED and p.purchase_id in bought
+    }
     for reference, payment in succeeded.items():
         rows = by_reference.get(reference, [])
         assert rows, f"{history}\ngateway payment {payment} is not recorded as SUCCEEDED"
@@ -586,17 +870,44 @@ class PolicyWindow:
     within = timedelta(days=14)
 
 
-def _run_history(storages: list[Any], seed: int) -> History:
+def _checkout_outcomes(rng: random.Random, count: int) -> list[Outcome]:
+    choices: list[Outcome] = [
+        Succeed(),
+        Succeed(),
+        Succeed(),
+        Decline("card_declined"),
+        Pending(),
+        SettleLater(after=timedelta(hours=rng.randint(1, 72))),
+        Raise(TimeoutError("provider timed out")),
+    ]
+    return [rng.choice(choices) for _ in range(count)]
+
+
+def _renewal_outcomes(rng: random.Random, count: int) -> list[Outcome]:
+    choices: list[Outcome] = [
+        Succeed(),
+        Succeed(),
+        Decline("card_declined"),
+        Decline("insufficient_funds"),
+        Pending(),
+        ActionRequired(),
+        SettleLater(after=timedelta(hours=rng.randint(1, 240)), succeed=rng.random() < 0.7),
+        Raise(TimeoutError("provider timed out")),
+    ]
+    return [rng.choice(choices) for _ in range(count)]
+
+
+def _run_tenant(storages: list[Any], seed: int, size: int) -> int:
+    """``size`` histories side by side on one fresh tenant; returns how many bought."""
     rng = random.Random(seed)
     history = History(seed)
     clock = FrozenClock(datetime.fromisoformat("2026-01-05T09:00:00+00:00"))
     ids = SequentialIds()  # shared: the portals write to one tenant
     gateway = TestGateway(clock=clock)
-    tenant = f"h{seed}"
     portals = [
         Portal.open(
             storage,
-            tenant=tenant,
+            tenant=f"h{seed}",
             clock=clock,
             ids=ids,
             mailer=MemoryMailer(),
@@ -608,37 +919,47 @@ def _run_history(storages: list[Any], seed: int) -> History:
     ]
     try:
         seeder = portals[0]
-        course = build_course(seeder, lessons=1)
+        first = build_course(seeder, lessons=1, title="Course A")
+        second = build_course(seeder, lessons=1, title="Course B")
+        products = (first.product.id, second.product.id)
+        lessons = (first.lessons[0].id, second.lessons[0].id)
         offers = {}
-        for name, plan in PLANS.items():
-            offer = seeder.offers.create_offer(name, [course.product.id], plan=plan)
+        for name, plan in HISTORY_PLANS.items():
+            offer = seeder.offers.create_offer(name, list(products), plan=plan)
             offers[name] = seeder.offers.publish(offer.id).id
-        bought: list[tuple[str, str]] = []
-        for index, name in enumerate(sorted(PLANS) * 2):
-            if rng.random() < 0.25:
-                gateway.script(Pending())
-            purchase = seeder.checkout.purchase(offers[name], email=f"b{index}@example.com")
-            bought.append((purchase.id, purchase.member_id))
-            history.record("buy", purchase.id, name, purchase.status.value)
-        for round_ in range(ROUNDS):
-            clock.advance(timedelta(minutes=rng.randint(30, 20 * 24 * 60)))
-            outcomes = _random_outcomes(rng)
-            gateway.script(*outcomes)
-            history.record("round", round_, clock.now(), outcomes)
-            _concurrently(
-                history,
-                [(f"tick@{i}", portal.tick) for i, portal in enumerate(portals)],
+        stories = [
+            Story(
+                index=i,
+                plan_name=rng.choice(sorted(HISTORY_PLANS)),
+                key=f"h{seed}-{i}",
+                email=f"b{i}@example.com",
+                workers=rng.sample(range(len(portals)), rng.randint(1, 3)),
             )
-            _settle_some(history, rng, gateway, share=0.8)
-            _deliver_all(history, rng, gateway, portals)
-            _check_history(history, seeder, gateway, bought, course.lessons[0].id, final=False)
+            for i in range(size)
+        ]
+        gateway.script(*_checkout_outcomes(rng, size))
+        _checkouts(history, rng, portals, offers, stories)
+        _check_world(history, seeder, gateway, stories, lessons, final=False)
+        for round_ in range(ROUNDS):
+            clock.advance(timedelta(minutes=rng.randint(60, 20 * 24 * 60)))
+            outcomes = _renewal_outcomes(rng, rng.randint(0, size // 3))
+            gateway.script(*outcomes)
+            history.record("round", round_, clock.now(), len(outcomes))
+            _concurrently(history, [(f"tick@{i}", p.tick) for i, p in enumerate(portals)])
+            _provider_moves(history, rng, gateway, stories)
+            _deliver_and_act(history, rng, gateway, portals, stories, products)
+            _note_stops(seeder, gateway, stories)
+            _check_world(history, seeder, gateway, stories, lessons, final=False)
         # Quiesce: every payment settled, every webhook delivered, the inbox drained.
+        clock.advance(days=11)  # past every SettleLater
         for _ in range(3):
-            _settle_some(history, rng, gateway, share=1.0)
-            _deliver_all(history, rng, gateway, portals)
+            for payment in gateway.payments:
+                if payment.status in (PaymentStatus.PENDING, PaymentStatus.ACTION_REQUIRED):
+                    gateway.settle(payment.reference, succeed=rng.random() < 0.7)
+            gateway.deliver_webhooks(seeder, duplicates=2, shuffle=rng)
             seeder.tick()
-        _check_history(history, seeder, gateway, bought, course.lessons[0].id, final=True)
-        return history
+        _check_world(history, seeder, gateway, stories, lessons, final=True)
+        return sum(1 for s in stories if s.purchase_id is not None)
     finally:
         for portal in portals:
             portal.close()
@@ -649,16 +970,26 @@ def test_concurrent_billing_histories(database: str, request: pytest.FixtureRequ
     from membership_core.adapters.sql import SqlStorage
 
     url = str(request.getfixturevalue(database))
-    # One storage (connection pool) per worker, as separate processes would have.
+    # One storage (connection pool) per worker, as separate processes would have;
+    # reused by every tenant, so the database and its server are set up once.
     storages = [SqlStorage(url) for _ in range(WORKERS)]
     started = time.monotonic()
+    total = HISTORIES[database]
+    done = bought = 0
     try:
-        for seed in range(HISTORIES):
-            _run_history(storages, seed)
+        for seed in itertools.count():
+            if done >= total:
+                break
+            size = min(PER_TENANT, total - done)
+            bought += _run_tenant(storages, seed, size)
+            done += size
     finally:
         for storage in storages:
             storage.close()
-    print(f"{HISTORIES} histories x {ROUNDS} rounds in {time.monotonic() - started:.1f}s")
+    print(
+        f"{done} histories ({bought} bought) on {database}, {PER_TENANT} per tenant, "
+        f"{ROUNDS} rounds, in {time.monotonic() - started:.1f}s"
+    )
 
 
 # --------------------------------------------------------------------------- minimal reproductions

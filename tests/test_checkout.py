@@ -10,14 +10,17 @@ import pytest
 from membership_core import (
     AccessReason,
     AccessWindow,
+    BillingPeriod,
     Conflict,
     EndAfter,
     EndOn,
+    Interval,
     Money,
     NotFound,
     PaymentDeclined,
     PurchaseStatus,
     StartOn,
+    Subscription,
     ValidationError,
 )
 from membership_core.domain.pricing import OneTime
@@ -92,7 +95,7 @@ def test_idempotency_key_returns_the_same_purchase(open_portal: PortalFactory) -
     first = portal.checkout.purchase(course.offer.id, email="a@example.com", idempotency_key="k1")
     again = portal.checkout.purchase(course.offer.id, email="A@example.com", idempotency_key="k1")
     assert again == first
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(Conflict) as info:
         portal.checkout.purchase(course.offer.id, email="b@example.com", idempotency_key="k1")
     assert info.value.field == "idempotency_key"
     assert len(portal.members.list()) == 1
@@ -252,3 +255,18 @@ def test_repricing_changes_new_purchases_only(open_portal: PortalFactory) -> Non
         portal.offers.set_pricing(offer.id, "free")  # type: ignore[arg-type]
     assert info.value.field == "plan"
     assert portal.offers.get(offer.id).price == Money.of("25", "EUR")
+
+
+def test_a_trial_without_setup_fee_records_zero_in_the_plan_currency(
+    open_portal: PortalFactory,
+) -> None:
+    portal = open_portal(default_gateway="test")
+    assert portal.settings.site().currency == "USD"
+    course = build_course(portal, lessons=1, title="Trial")
+    plan = Subscription(Money.of("20", "EUR"), BillingPeriod(Interval.MONTH), trial_days=14)
+    offer = portal.offers.create_offer("Trial", [course.product.id], plan=plan)
+    portal.offers.publish(offer.id)
+    purchase = portal.checkout.purchase(offer.id, email="a@example.com")
+    assert purchase.status is PurchaseStatus.PAID
+    assert purchase.amount == Money.zero("EUR")
+    assert portal.checkout.get(purchase.id).amount == Money.zero("EUR")

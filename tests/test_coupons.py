@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from membership_core import (
     NotFound,
     OneTime,
     PaymentDeclined,
+    PaymentPlan,
     PercentOff,
     PurchaseStatus,
     Repeating,
@@ -25,7 +27,7 @@ from membership_core import (
     ValidationError,
 )
 from membership_core.testing import TestPortal
-from membership_core.testing.gateway import Decline
+from membership_core.testing.gateway import ActionRequired, Decline, Pending
 
 from .conftest import PortalFactory
 from .helpers import build_course
@@ -178,3 +180,83 @@ def test_the_last_use_goes_to_one_buyer_only(sqlite_url: str) -> None:
         assert portal.offers.coupon("LAST").redemptions == 1
     finally:
         portal.close()
+
+
+def _settle_by_webhook(portal: TestPortal, purchase_id: str) -> None:
+    reference = portal.checkout.get(purchase_id).gateway_reference
+    assert reference is not None
+    portal.gateway.settle(reference)
+    for delivery in portal.gateway.take_webhooks():
+        portal.payments.handle_webhook("test", delivery.body, delivery.headers)
+
+
+def _settle_by_confirmation(portal: TestPortal, purchase_id: str) -> None:
+    portal.checkout.confirm_payment(purchase_id)
+
+
+@pytest.mark.parametrize("settle", [_settle_by_webhook, _settle_by_confirmation])
+@pytest.mark.parametrize("later", [ActionRequired, Pending])
+def test_a_forever_coupon_survives_a_first_payment_settled_later(
+    open_portal: PortalFactory,
+    settle: Callable[[TestPortal, str], None],
+    later: type[ActionRequired] | type[Pending],
+) -> None:
+    portal = open_portal(default_gateway="test")
+    monthly = Subscription(Money.of("20", "EUR"), BillingPeriod(Interval.MONTH))
+    offer_id = _offer(portal, monthly)
+    half = Coupon("HALF", PercentOff(50), Forever())
+    portal.offers.create_coupon(half)
+    portal.gateway.script(later())
+    purchase = portal.checkout.purchase(offer_id, email="a@example.com", coupon_code="half")
+    assert purchase.status is PurchaseStatus.PENDING
+    assert purchase.amount == Money.of("10", "EUR")
+    portal.clock.advance(timedelta(hours=1))
+    settled_at = portal.clock.now()
+    settle(portal, purchase.id)
+    assert portal.checkout.get(purchase.id).status is PurchaseStatus.PAID
+    assert portal.billing.get(purchase.id).coupon == half
+    for month in (1, 2):
+        portal.clock.set(monthly.period.advance(settled_at, month))
+        portal.tick()
+    amounts = [p.amount for p in portal.billing.payments(purchase.id)]
+    assert amounts == [Money.of("10", "EUR")] * 3
+    assert portal.offers.coupon("HALF").redemptions == 1
+
+
+@pytest.mark.parametrize("settle", [_settle_by_webhook, _settle_by_confirmation])
+def test_a_repeating_coupon_counts_its_periods_when_the_first_payment_settles_later(
+    open_portal: PortalFactory, settle: Callable[[TestPortal, str], None]
+) -> None:
+    portal = open_portal(default_gateway="test")
+    monthly = Subscription(Money.of("20", "EUR"), BillingPeriod(Interval.MONTH))
+    offer_id = _offer(portal, monthly)
+    portal.offers.create_coupon(Coupon("TWOHALF", PercentOff(50), Repeating(2)))
+    portal.gateway.script(Pending())
+    purchase = portal.checkout.purchase(offer_id, email="a@example.com", coupon_code="twohalf")
+    # Neither expiring nor being switched off since checkout takes the promise back.
+    portal.offers.set_coupon_active("TWOHALF", False)
+    start = portal.clock.now()
+    settle(portal, purchase.id)
+    for month in (1, 2, 3):
+        portal.clock.set(monthly.period.advance(start, month))
+        portal.tick()
+    amounts = [p.amount for p in portal.billing.payments(purchase.id)]
+    assert amounts == [Money.of(x, "EUR") for x in ("10", "10", "20", "20")]
+
+
+def test_a_payment_plan_settled_later_keeps_its_coupon(open_portal: PortalFactory) -> None:
+    portal = open_portal(default_gateway="test")
+    plan = PaymentPlan(Money.of("90", "EUR"), 3, BillingPeriod(Interval.MONTH))
+    course = build_course(portal, lessons=1, title="Plan")
+    offer = portal.offers.create_offer("Plan", [course.product.id], plan=plan)
+    portal.offers.publish(offer.id)
+    portal.offers.create_coupon(Coupon("TENOFF", AmountOff(Money.of("10", "EUR")), Forever()))
+    portal.gateway.script(ActionRequired())
+    purchase = portal.checkout.purchase(offer.id, email="a@example.com", coupon_code="tenoff")
+    start = portal.clock.now()
+    _settle_by_webhook(portal, purchase.id)
+    for month in (1, 2):
+        portal.clock.set(plan.period.advance(start, month))
+        portal.tick()
+    amounts = [p.amount for p in portal.billing.payments(purchase.id)]
+    assert amounts == [Money.of("20", "EUR")] * 3

@@ -7,6 +7,7 @@ when it declares webhooks, how its provider encodes and signs an event).
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ from membership_core.testing.gateway import (
     Decline,
     Pending,
     Raise,
+    SettleLater,
     Succeed,
     WebhookDelivery,
 )
@@ -850,3 +852,186 @@ def test_thread_safety_same_key_is_one_payment(gateway: TestGateway) -> None:
     assert len({r.reference for r in results}) == 20
     assert gateway.calls["create_payment"] == many_threads * 20
     assert gateway.charged() == {EUR: eur(20 * 1000)}
+
+
+# -- scriptable delivery: duplicates, order, settling after a delay -----------------
+
+
+def _three_settled(gateway: TestGateway) -> list[str]:
+    gateway.script(Pending(), Pending(), Pending())
+    refs = [gateway.create_payment(payment_request(f"k{n}")).reference for n in range(3)]
+    for ref in refs:
+        assert ref
+        gateway.settle(ref)
+    return [ref for ref in refs if ref]
+
+
+def test_take_webhooks_duplicates_exactly_without_a_generator(gateway: TestGateway) -> None:
+    _three_settled(gateway)
+    deliveries = gateway.take_webhooks(duplicates=2)
+    assert [d.event_id for d in deliveries] == [
+        "test_evt_1",
+        "test_evt_1",
+        "test_evt_2",
+        "test_evt_2",
+        "test_evt_3",
+        "test_evt_3",
+    ]
+    assert deliveries[0] == deliveries[1]
+    assert gateway.take_webhooks(duplicates=3) == []
+
+
+def test_take_webhooks_shuffles_and_duplicates_by_seed(gateway: TestGateway) -> None:
+    import random
+
+    orders = []
+    for _ in range(2):
+        gateway.reset()
+        _three_settled(gateway)
+        deliveries = gateway.take_webhooks(duplicates=5, shuffle=random.Random(7))
+        orders.append([d.event_id for d in deliveries])
+    assert orders[0] == orders[1], "the same seed must replay the same order"
+    counts = collections.Counter(orders[0])
+    assert set(counts) == {"test_evt_1", "test_evt_2", "test_evt_3"}
+    assert all(1 <= n <= 5 for n in counts.values())
+    seen = set()
+    for seed in range(20):
+        gateway.reset()
+        _three_settled(gateway)
+        seen.add(tuple(d.event_id for d in gateway.take_webhooks(shuffle=random.Random(seed))))
+    assert len(seen) > 1, "shuffle never changed the order"
+    assert all(sorted(order) == ["test_evt_1", "test_evt_2", "test_evt_3"] for order in seen)
+
+
+def test_take_webhooks_batch_with_duplicates(gateway: TestGateway) -> None:
+    _three_settled(gateway)
+    deliveries = gateway.take_webhooks(batch=True, duplicates=2)
+    assert [d.event_ids for d in deliveries] == [("test_evt_1", "test_evt_2", "test_evt_3")] * 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "2"])
+def test_take_webhooks_refuses_bad_duplicates(gateway: TestGateway, bad: Any) -> None:
+    with pytest.raises(ValidationError, match="duplicates"):
+        gateway.take_webhooks(duplicates=bad)
+
+
+def test_take_webhooks_refuses_a_bad_generator(gateway: TestGateway) -> None:
+    with pytest.raises(ValidationError, match="shuffle"):
+        gateway.take_webhooks(shuffle=7)  # type: ignore[arg-type]
+
+
+def test_settle_later_settles_when_the_clock_passes(
+    gateway: TestGateway, clock: FrozenClock
+) -> None:
+    gateway.script(SettleLater(after=timedelta(hours=2)))
+    result = gateway.create_payment(payment_request())
+    assert result.status is PaymentStatus.PENDING
+    assert result.reference
+    assert gateway.take_webhooks() == []
+    clock.advance(hours=1, minutes=59)
+    assert gateway.payment(result.reference).status is PaymentStatus.PENDING
+    assert gateway.take_webhooks() == []
+    clock.advance(minutes=1)
+    (delivery,) = gateway.take_webhooks()
+    (event,) = gateway.parse_webhook(delivery.body, delivery.headers, now=clock.now())
+    assert event.type is GatewayEventType.PAYMENT_SUCCEEDED
+    assert event.payment_reference == result.reference
+    assert event.occurred_at == START + timedelta(hours=2)
+    assert gateway.payment(result.reference).status is PaymentStatus.SUCCEEDED
+    assert gateway.charged() == {EUR: eur(1000)}
+    assert gateway.take_webhooks() == [], "settles once"
+
+
+def test_settle_later_at_an_instant_and_failing(gateway: TestGateway, clock: FrozenClock) -> None:
+    method = saved_method(gateway)
+    at = START + timedelta(days=3)
+    gateway.script(SettleLater(at=at, succeed=False, reason="insufficient_funds"))
+    renewal = gateway.charge_saved_method(charge(method, "pur_1:2:1"))
+    assert renewal.status is PaymentStatus.PENDING
+    assert renewal.reference
+    clock.advance(days=5)  # late: settled at the instant, dated then
+    (event,) = gateway.settle_due()
+    assert (event.type, event.failure_reason) == (
+        GatewayEventType.PAYMENT_FAILED,
+        "insufficient_funds",
+    )
+    assert event.occurred_at == at
+    assert gateway.payment(renewal.reference).decline_reason == "insufficient_funds"
+    assert gateway.settle_due() == []
+    assert len(gateway.take_webhooks()) == 1
+
+
+def test_settle_later_can_still_be_settled_by_hand(
+    gateway: TestGateway, clock: FrozenClock
+) -> None:
+    gateway.script(SettleLater(after=timedelta(days=1)))
+    ref = gateway.create_payment(payment_request()).reference
+    assert ref
+    gateway.settle(ref, succeed=False)
+    clock.advance(days=2)
+    assert gateway.settle_due() == []
+    assert gateway.payment(ref).status is PaymentStatus.DECLINED
+    assert len(gateway.take_webhooks()) == 1
+
+
+def test_settle_later_replays_by_key(gateway: TestGateway) -> None:
+    gateway.script(SettleLater(after=timedelta(0)))
+    first = gateway.create_payment(payment_request("same"))
+    again = gateway.create_payment(payment_request("same"))
+    assert again == first
+    assert first.status is PaymentStatus.PENDING
+    assert len(gateway.payments) == 1
+    assert gateway.payments[0].status is PaymentStatus.SUCCEEDED  # due at once, settled on look
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"after": timedelta(hours=1), "at": START},
+        {"after": timedelta(seconds=-1)},
+        {"after": 60},
+        {"at": datetime(2026, 1, 5)},
+        {"after": timedelta(1), "reason": " "},
+    ],
+)
+def test_settle_later_validates(options: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        SettleLater(**options)
+
+
+def test_settle_later_is_not_a_refund_outcome(gateway: TestGateway) -> None:
+    with pytest.raises(ValidationError, match="script_refund"):
+        gateway.script_refund(SettleLater(after=timedelta(1)))  # type: ignore[arg-type]
+
+
+def test_deliver_webhooks_to_a_portal_once_in_effect() -> None:
+    import random
+
+    from membership_core import Money as PortalMoney
+    from membership_core import OneTime, PurchaseStatus
+    from membership_core.testing import make_test_portal
+
+    with make_test_portal(default_gateway="test") as portal:
+        course = portal.catalog.create_product("Course")
+        part = portal.catalog.add_category(course.id, "Part")
+        portal.catalog.add_lesson(course.id, part.id, "Lesson")
+        portal.catalog.publish_product(course.id)
+        offer = portal.offers.create_offer("Paid", [course.id], plan=OneTime(eur(4900)))
+        portal.offers.publish(offer.id)
+        portal.gateway.script(SettleLater(after=timedelta(days=2)), Pending())
+        slow = portal.checkout.purchase(offer.id, email="slow@example.com")
+        other = portal.checkout.purchase(offer.id, email="other@example.com")
+        assert other.gateway_reference
+        portal.gateway.settle(other.gateway_reference)
+        receipts = portal.gateway.deliver_webhooks(portal, duplicates=4, shuffle=random.Random(3))
+        assert sum(r.received for r in receipts) == 1
+        assert sum(r.duplicates for r in receipts) == len(receipts) - 1
+        assert portal.checkout.get(other.id).status is PurchaseStatus.PAID
+        assert portal.checkout.get(slow.id).status is PurchaseStatus.PENDING
+        portal.clock.advance(days=2)
+        (receipt,) = portal.gateway.deliver_webhooks(portal)
+        assert (receipt.received, receipt.applied) == (1, 1)
+        assert portal.checkout.get(slow.id).status is PurchaseStatus.PAID
+        assert portal.gateway.charged() == {EUR: PortalMoney.of("98", EUR)}
+        assert portal.gateway.deliver_webhooks(portal) == []

@@ -86,7 +86,9 @@ class BillingStatus(enum.Enum):
     PAST_DUE = "past_due"
     #: No more charges; access runs to ``ended_at``.
     CANCELED = "canceled"
-    #: A payment plan whose every installment is paid.
+    #: Nothing more to charge: a payment plan whose every installment is paid, or a
+    #: subscription whose access window ends before its next period would start
+    #: (access then runs to ``ended_at``, never past the window).
     COMPLETED = "completed"
     #: Dunning gave up: no more charges, access ended.
     DEFAULTED = "defaulted"
@@ -206,8 +208,15 @@ class Billing:
       to the schedule: a late payment does not move the calendar.
     - ``failed_attempts`` and ``first_failed_at`` describe the dunning of the
       current charge; they are reset by a success.
-    - ``ended_at`` is when access ended (or ends) because of a cancellation
-      or a default; ``None`` while the billing runs.
+    - ``ended_at`` is when access ended (or ends) because of a cancellation,
+      a default, or (a subscription) the end of its access window; ``None``
+      while the billing runs.
+    - ``access_until`` is the end of the access window the offer was sold
+      with (``None``: no end). Access never runs past it, and a subscription
+      charges no period that would start at or after it: the period that
+      contains it is the last one charged (in full, not prorated), then the
+      billing is ``COMPLETED``. A payment plan is charged in full whatever its
+      window: its installments pay for the purchase, not for time.
 
     Build one with :func:`start`; change it with the other functions of this
     module, which check that the transition is allowed.
@@ -229,6 +238,7 @@ class Billing:
     canceled_at: datetime | None = attrs.field(validator=_optional_aware)
     ended_at: datetime | None = attrs.field(validator=_optional_aware)
     updated_at: datetime = attrs.field(validator=_aware)
+    access_until: datetime | None = attrs.field(default=None, validator=_optional_aware)
 
     def __attrs_post_init__(self) -> None:
         # Only the two cross-field rules that the plan kind alone decides; the rest is
@@ -273,6 +283,37 @@ def _period_due(plan: Subscription | PaymentPlan, start: datetime, index: int) -
         raise ValidationError("sequence", "the charge would fall after the year 9999") from None
 
 
+def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
+    """The earlier of two optional ends, ``None`` meaning never."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return min(first, second)
+
+
+def _window_over(billing: Billing) -> Billing:
+    """``billing`` completed if it is a subscription whose next period starts past its window.
+
+    Nothing is charged for a period that could give no access; the periods
+    already paid (or the trial) run their course, cut at the window's end.
+    """
+    if (
+        not isinstance(billing.plan, Subscription)
+        or billing.access_until is None
+        or billing.next_charge_at is None
+        or billing.status not in _RUNNING
+        or billing.next_charge_at < billing.access_until
+    ):
+        return billing
+    return attrs.evolve(
+        billing,
+        status=BillingStatus.COMPLETED,
+        next_charge_at=None,
+        ended_at=_earliest(billing.paid_through, billing.access_until),
+    )
+
+
 def _refuse(billing: Billing, action: str) -> Conflict:
     return Conflict(f"billing {billing.id} is {billing.status.value}: cannot {action}")
 
@@ -315,6 +356,7 @@ def start(
     plan: Subscription | PaymentPlan,
     coupon: Coupon | None,
     now: datetime,
+    access_until: datetime | None = None,
 ) -> tuple[Billing, list[Charge]]:
     """The billing of a purchase made at ``now``, and the charges checkout must collect.
 
@@ -332,10 +374,16 @@ def start(
 
     The coupon's expiry and limits are not checked here (see
     :func:`.pricing.check_coupon`); it is applied to every charge it covers.
+
+    ``access_until`` is the end of the offer's access window, if it has one
+    (see :class:`Billing`): a subscription whose window ends before its first
+    renewal (or, with a trial, before the trial ends) starts ``COMPLETED``,
+    with nothing more to charge.
     """
     _check_plan(None, None, plan)
     _check_coupon(None, None, coupon)
     moment = _utc("now", now)
+    until = None if access_until is None else _utc("access_until", access_until)
     charges = [
         charge
         for charge in schedule(plan, moment, coupon=coupon, periods=1)
@@ -371,8 +419,9 @@ def start(
         canceled_at=None,
         ended_at=None,
         updated_at=moment,
+        access_until=until,
     )
-    return billing, charges
+    return _window_over(billing), charges
 
 
 def charge_for(billing: Billing, sequence: int) -> Charge:
@@ -459,15 +508,17 @@ def record_success(billing: Billing, sequence: int, now: datetime) -> Billing:
     else:
         paid_index = sequence - 1 - _fee_offset(plan)
         next_charge_at = paid_through = _period_due(plan, billing.started_at, paid_index + 1)
-    return attrs.evolve(
-        billing,
-        status=BillingStatus.ACTIVE,
-        next_sequence=sequence + 1,
-        next_charge_at=next_charge_at,
-        paid_through=paid_through,
-        failed_attempts=0,
-        first_failed_at=None,
-        updated_at=moment,
+    return _window_over(
+        attrs.evolve(
+            billing,
+            status=BillingStatus.ACTIVE,
+            next_sequence=sequence + 1,
+            next_charge_at=next_charge_at,
+            paid_through=paid_through,
+            failed_attempts=0,
+            first_failed_at=None,
+            updated_at=moment,
+        )
     )
 
 
@@ -559,12 +610,21 @@ def access_ends_at(billing: Billing) -> datetime | None:
     less than the paid period. Cancelled or defaulted, access runs to
     ``ended_at``. A payment plan gives open-ended access while it runs (past
     due included) and once completed, and access to ``ended_at`` once
-    cancelled or defaulted.
+    cancelled or defaulted. A completed subscription (its window ended) gives
+    access to ``ended_at``. In every case access ends by ``access_until``,
+    the end of the offer's access window.
     """
+    return _earliest(_billing_ends_at(billing), billing.access_until)
+
+
+def _billing_ends_at(billing: Billing) -> datetime | None:
+    """:func:`access_ends_at` before the access window is applied."""
     if billing.status in (BillingStatus.CANCELED, BillingStatus.DEFAULTED):
         return billing.ended_at
     if isinstance(billing.plan, PaymentPlan):
         return None
+    if billing.status is BillingStatus.COMPLETED:
+        return billing.ended_at or billing.paid_through
     if billing.status is BillingStatus.PAST_DUE and billing.next_charge_at is not None:
         retry_end = billing.next_charge_at + RETRY_GRACE
         return retry_end if billing.paid_through is None else max(billing.paid_through, retry_end)

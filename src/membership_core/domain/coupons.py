@@ -27,4 +27,5 @@ class StoredCoupon:
     redemptions: int
     active: bool
     created_at: datetime
+    #: When an admin last changed the coupon (redemptions counting up or down do not).
     updated_at: datetime

@@ -117,3 +117,7 @@ class Purchase:
     product_ids: tuple[str, ...] = ()
     #: The coupon the buyer used, if any.
     coupon_code: str | None = None
+    #: A hash of the checkout request made with ``idempotency_key`` (offer, buyer,
+    #: names, contact answers, terms, coupon, gateway): a retry with the same key
+    #: must send the same request. ``None`` for purchases recorded before it existed.
+    request_fingerprint: str | None = None

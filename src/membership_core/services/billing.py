@@ -304,8 +304,10 @@ class BillingService(Service):
         """Make the purchase's enrollments end where the billing says access ends.
 
         A subscription's access follows its paid period, both ways (a renewal
-        extends it, an immediate cancellation cuts it). A payment plan keeps
-        the window it was sold with until it is cancelled or defaults.
+        extends it, an immediate cancellation cuts it), but never past the end
+        of the access window it was sold with (``Billing.access_until``; the
+        billing completes instead of charging a period past it). A payment
+        plan keeps the window it was sold with until it is cancelled or defaults.
         """
         ends_at = rules.access_ends_at(billing)
         if ends_at is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -78,6 +79,36 @@ def _sum(charges: list[Charge], currency: str) -> Money:
     if not charges:
         return Money.zero(currency)
     return sum((charge.amount for charge in charges[1:]), charges[0].amount)
+
+
+def _fingerprint(**fields: object) -> str:
+    """A stable hash of a request's normalized parameters (see ``Purchase.request_fingerprint``)."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=repr)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _normalized_contact(contact: object) -> object:
+    """Contact answers as compared between retries: blanks trimmed, unanswered fields dropped."""
+    if contact is None:
+        return {}
+    if not isinstance(contact, Mapping):
+        return repr(contact)  # refused by validation anyway
+    answers: dict[str, object] = {}
+    for name, raw in contact.items():
+        value = raw.strip() if isinstance(raw, str) else raw
+        if value is None or value == "":
+            continue
+        answers[str(name)] = value
+    return answers
+
+
+def _normalized_code(code: str | None) -> str | None:
+    if code is None:
+        return None
+    try:
+        return normalize_code(code)
+    except ValidationError:
+        return code  # refused when the coupon is reserved
 
 
 def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
@@ -170,9 +201,11 @@ class CheckoutService(GrantingService):
         the periods the coupon covers.
 
         Retrying with the same ``idempotency_key`` returns the first purchase
-        and charges once; the same key with a different offer or buyer is a
-        ``ValidationError`` on ``idempotency_key``. A declined payment raises
-        ``PaymentDeclined`` and writes nothing.
+        and charges once. As at Stripe, the key stands for one request: the
+        same key with any different parameter (offer, email, names, contact
+        answers, ``accept_terms``, coupon code, or the portal's gateway) is a
+        ``Conflict`` on ``idempotency_key``, and nothing is charged. A declined
+        payment raises ``PaymentDeclined`` and writes nothing.
         """
         v.identifier("offer_id", offer_id, "off")
         email = v.email("email", email)
@@ -181,10 +214,21 @@ class CheckoutService(GrantingService):
         key = v.optional_text("idempotency_key", idempotency_key, max_length=200)
         v.boolean("accept_terms", accept_terms)
         coupon_code = v.optional_text("coupon_code", coupon_code, max_length=40)
+        fingerprint = _fingerprint(
+            kind="checkout",
+            offer_id=offer_id,
+            email=email_key(email),
+            first_name=first,
+            last_name=last,
+            contact=_normalized_contact(contact),
+            accept_terms=accept_terms,
+            coupon_code=_normalized_code(coupon_code),
+            gateway=self._default_gateway,
+        )
 
         with self._ctx.uow(write=False) as uow:
             if key is not None:
-                existing = self._by_key(uow, key, offer_id, email)
+                existing = self._by_key(uow, key, offer_id, email, fingerprint)
                 if existing is not None:
                     return existing
             offer = self._require(uow.offers, "offer", offer_id, "offer_id")
@@ -244,13 +288,20 @@ class CheckoutService(GrantingService):
                         terms_accepted_at=now if agreement is not None else None,
                         terms_hash=terms_hash(agreement) if agreement is not None else None,
                         contact=answers,
+                        request_fingerprint=fingerprint,
                     )
                     uow.commit()
                 break
             except Conflict:
                 if key is not None:
-                    with self._ctx.uow(write=False) as uow:
-                        existing = self._by_key(uow, key, offer_id, email)
+                    try:
+                        with self._ctx.uow(write=False) as uow:
+                            existing = self._by_key(uow, key, offer_id, email, fingerprint)
+                    except Conflict:
+                        # A concurrent request with the same key but other parameters won.
+                        if coupon is not None:
+                            self._release_coupon(coupon.code)
+                        raise
                     if existing is not None:
                         if coupon is not None:
                             self._release_coupon(coupon.code)  # the winner redeemed it
@@ -294,10 +345,14 @@ class CheckoutService(GrantingService):
                 plan=plan,
                 coupon=coupon,
                 now=now,
+                access_until=ends_at,
             )
         else:
             initial = schedule(plan, now, coupon=coupon)
-        amount = _sum(initial, currency)
+        # The plan's currency, not the site's: a trial with no setup fee charges
+        # nothing now, but that nothing is in the currency of what was bought.
+        price = offer.price
+        amount = _sum(initial, price.currency if price is not None else currency)
         # A one-time price a coupon took to zero needs no gateway, like a free offer.
         free = billing is None and amount.amount == 0
         return _Sale(offer, purchase_id, initial, amount, billing, coupon, starts_at, ends_at, free)
@@ -393,10 +448,11 @@ class CheckoutService(GrantingService):
         v.identifier("offer_id", offer_id, "off")
         key = v.optional_text("idempotency_key", idempotency_key, max_length=200)
         key = key or f"upsell:{purchase_id}:{offer_id}"
+        fingerprint = _fingerprint(kind="upsell", offer_id=offer_id, upsell_of=purchase_id)
         with self._ctx.uow(write=False) as uow:
             parent = self._require(uow.purchases, "purchase", purchase_id, "purchase_id")
             member = self._require(uow.members, "member", parent.member_id, "purchase_id")
-            existing = self._by_key(uow, key, offer_id, member.email)
+            existing = self._by_key(uow, key, offer_id, member.email, fingerprint)
             if existing is not None:
                 return existing
             if parent.status is not PurchaseStatus.PAID:
@@ -417,12 +473,20 @@ class CheckoutService(GrantingService):
         try:
             with self._ctx.uow() as uow:
                 purchase = self._write(
-                    uow, sale, parent.member_id, gateway_name, result, key, now, upsell_of=parent.id
+                    uow,
+                    sale,
+                    parent.member_id,
+                    gateway_name,
+                    result,
+                    key,
+                    now,
+                    upsell_of=parent.id,
+                    request_fingerprint=fingerprint,
                 )
                 uow.commit()
         except Conflict:
             with self._ctx.uow(write=False) as uow:
-                existing = self._by_key(uow, key, offer_id, member.email)
+                existing = self._by_key(uow, key, offer_id, member.email, fingerprint)
             if existing is None:
                 raise
             return existing
@@ -506,9 +570,8 @@ class CheckoutService(GrantingService):
                 )
             except ValidationError as error:
                 raise ValidationError("coupon_code", error.problem) from None
-            uow.coupons.update(
-                attrs.evolve(stored, redemptions=stored.redemptions + 1, updated_at=now)
-            )
+            # Only the count moves: updated_at is when an admin last changed the coupon.
+            uow.coupons.update(attrs.evolve(stored, redemptions=stored.redemptions + 1))
             uow.commit()
         return stored.coupon
 
@@ -517,11 +580,7 @@ class CheckoutService(GrantingService):
             found = uow.coupons.find({"code": code}, limit=1)
             stored = uow.coupons.get_for_update(found[0].id) if found else None
             if stored is not None and stored.redemptions > 0:
-                uow.coupons.update(
-                    attrs.evolve(
-                        stored, redemptions=stored.redemptions - 1, updated_at=self._ctx.now()
-                    )
-                )
+                uow.coupons.update(attrs.evolve(stored, redemptions=stored.redemptions - 1))
                 uow.commit()
 
     def confirm_payment(self, purchase_id: str, *, reference: str | None = None) -> Purchase:
@@ -571,6 +630,8 @@ class CheckoutService(GrantingService):
                         updated_at=now,
                     )
                 )
+        # The window counts from the payment: that is when access was bought.
+        starts_at, ends_at = resolve(offer.access_window, now)
         billing = None
         if isinstance(purchase.plan, Subscription | PaymentPlan):
             billing, _ = billing_rules.start(
@@ -579,13 +640,26 @@ class CheckoutService(GrantingService):
                 member_id=purchase.member_id,
                 offer_id=purchase.offer_id,
                 plan=purchase.plan,
-                coupon=None,
+                # The coupon the buyer used applies as if the payment had succeeded at once.
+                coupon=self._used_coupon(uow, purchase.coupon_code),
                 now=now,
+                access_until=ends_at,
             )
             uow.billings.add(billing)
-        # The window counts from the payment: that is when access was bought.
-        self._grant(uow, offer, purchase, *resolve(offer.access_window, now), billing)
+        self._grant(uow, offer, purchase, starts_at, ends_at, billing)
         return purchase
+
+    @staticmethod
+    def _used_coupon(uow: UnitOfWork, code: str | None) -> Coupon | None:
+        """The coupon a purchase was made with (coupons are never edited, only deactivated).
+
+        Its use was counted at checkout, so neither its expiry nor its being
+        deactivated since changes what the buyer was promised.
+        """
+        if code is None:
+            return None
+        found = uow.coupons.find({"code": code}, limit=1)
+        return found[0].coupon if found else None
 
     def _payment(
         self,
@@ -627,15 +701,25 @@ class CheckoutService(GrantingService):
         with self._ctx.uow(write=False) as uow:
             return self._require(uow.purchases, "purchase", purchase_id, "purchase_id")
 
-    def _by_key(self, uow: UnitOfWork, key: str, offer_id: str, email: str) -> Purchase | None:
+    def _by_key(
+        self, uow: UnitOfWork, key: str, offer_id: str, email: str, fingerprint: str
+    ) -> Purchase | None:
+        """The purchase made with ``key``, if any; ``Conflict`` if it was another request."""
         found = uow.purchases.find({"idempotency_key": key}, limit=1)
         if not found:
             return None
         purchase = found[0]
         member = uow.members.get(purchase.member_id)
         if purchase.offer_id != offer_id or member is None or member.email_key != email_key(email):
-            raise ValidationError(
-                "idempotency_key", "was already used for a different offer or buyer"
+            raise Conflict(
+                f"idempotency_key {key!r} was already used for a different offer or buyer",
+                field="idempotency_key",
+            )
+        # Purchases recorded before fingerprints were kept are compared on the above alone.
+        if purchase.request_fingerprint is not None and purchase.request_fingerprint != fingerprint:
+            raise Conflict(
+                f"idempotency_key {key!r} was already used with different parameters",
+                field="idempotency_key",
             )
         return purchase
 

@@ -55,6 +55,8 @@ __all__ = ["EntitlementGap", "PaymentsService", "WebhookReceipt"]
 WEBHOOK_RETENTION = timedelta(days=30)
 #: Purchases that entitle their member to access.
 _ENTITLED = (PurchaseStatus.PAID, PurchaseStatus.PARTIALLY_REFUNDED)
+#: Purchases whose money moved, so a dispute of it can be opened.
+_SETTLED = (*_ENTITLED, PurchaseStatus.REFUNDED)
 _BATCH = 500
 
 
@@ -89,14 +91,39 @@ class EntitlementGap:
 
 
 class PaymentsService(GrantingService):
-    """Webhooks and refunds. ``portal.payments``."""
+    """Webhooks, refunds and disputes. ``portal.payments``.
+
+    A dispute (chargeback) the gateway reports is applied like a refund the
+    bank made: while it is open the purchase is ``DISPUTED`` and nothing else
+    changes; won, the purchase returns to the status it had before (``PAID``
+    or ``PARTIALLY_REFUNDED``); lost, the money is gone as with a whole
+    refund: the purchase is ``REFUNDED``, its subscription or payment plan
+    stops at once (nothing more is charged), and the access it granted ends,
+    unless ``keep_access_on_dispute`` is set, the dispute counterpart of
+    ``refund(..., keep_access=True)``.
+    """
 
     def __init__(
-        self, context: Context, checkout: CheckoutService, billing: BillingService
+        self,
+        context: Context,
+        checkout: CheckoutService,
+        billing: BillingService,
+        *,
+        keep_access_on_dispute: bool = False,
     ) -> None:
         super().__init__(context)
         self._checkout = checkout
         self._billing = billing
+        self._keep_access_on_dispute = v.boolean("keep_access_on_dispute", keep_access_on_dispute)
+
+    @property
+    def keep_access_on_dispute(self) -> bool:
+        """Whether a lost dispute leaves the access it paid for (``False``: it ends it)."""
+        return self._keep_access_on_dispute
+
+    @keep_access_on_dispute.setter
+    def keep_access_on_dispute(self, value: bool) -> None:
+        self._keep_access_on_dispute = v.boolean("keep_access_on_dispute", value)
 
     # -- webhooks -------------------------------------------------------------------
 
@@ -204,15 +231,9 @@ class PaymentsService(GrantingService):
         if purchase is None:
             return "ignored: no purchase has this payment reference"
         if kind is GatewayEventType.DISPUTE_OPENED:
-            uow.purchases.update(attrs.evolve(purchase, status=PurchaseStatus.DISPUTED))
-            return "applied: purchase disputed"
+            return self._dispute_opened(uow, record, purchase)
         if kind is GatewayEventType.DISPUTE_CLOSED:
-            if record.failure_reason is None:
-                uow.purchases.update(attrs.evolve(purchase, status=PurchaseStatus.PAID))
-                return "applied: dispute won"
-            self._revoke(uow, purchase)
-            uow.purchases.update(attrs.evolve(purchase, status=PurchaseStatus.REFUNDED))
-            return "applied: dispute lost, access revoked"
+            return self._dispute_closed(uow, record, purchase)
         succeeded = kind is GatewayEventType.PAYMENT_SUCCEEDED
         if purchase.status is PurchaseStatus.PENDING:
             if succeeded:
@@ -247,6 +268,50 @@ class PaymentsService(GrantingService):
             self._billing._apply(uow, purchase.id, payment.sequence, result)
             return f"applied: charge {payment.sequence} {status.value}"
         return "ignored: already settled"
+
+    def _dispute_opened(self, uow: UnitOfWork, record: WebhookEvent, purchase: Purchase) -> str:
+        if purchase.status is PurchaseStatus.DISPUTED:
+            return "ignored: already disputed"
+        if purchase.status not in _SETTLED:
+            return f"ignored: purchase is {purchase.status.value}"
+        closed = uow.webhook_events.find(
+            {
+                "gateway": record.gateway,
+                "payment_reference": record.payment_reference,
+                "type": GatewayEventType.DISPUTE_CLOSED.value,
+            }
+        )
+        if any(event.applied_at is not None for event in closed):
+            return "ignored: the dispute was already closed"  # delivered out of order
+        uow.purchases.update(attrs.evolve(purchase, status=PurchaseStatus.DISPUTED))
+        return "applied: purchase disputed"
+
+    def _dispute_closed(self, uow: UnitOfWork, record: WebhookEvent, purchase: Purchase) -> str:
+        if purchase.status is not PurchaseStatus.DISPUTED and purchase.status not in _SETTLED:
+            return f"ignored: purchase is {purchase.status.value}"
+        if record.failure_reason is None:
+            # Won: the purchase is what its money says, as before the dispute.
+            status = self._money_status(uow, purchase.id)
+            if purchase.status is not status:
+                uow.purchases.update(attrs.evolve(purchase, status=status))
+            return f"applied: dispute won, purchase {status.value}"
+        # Lost: the bank gave the money back, as a whole refund would have.
+        self._stop_billing(uow, purchase)
+        if purchase.status is not PurchaseStatus.REFUNDED:
+            uow.purchases.update(attrs.evolve(purchase, status=PurchaseStatus.REFUNDED))
+        if self._keep_access_on_dispute:
+            return "applied: dispute lost, billing stopped, access kept"
+        self._revoke(uow, purchase)
+        return "applied: dispute lost, billing stopped, access revoked"
+
+    @staticmethod
+    def _money_status(uow: UnitOfWork, purchase_id: str) -> PurchaseStatus:
+        """What a settled purchase's payments and refunds make it, disputes aside."""
+        payments = uow.payments.find({"purchase_id": purchase_id})
+        if not any(p.refunded is not None and p.refunded.amount > 0 for p in payments):
+            return PurchaseStatus.PAID
+        left = sum(p.refundable.amount for p in payments)
+        return PurchaseStatus.REFUNDED if left == 0 else PurchaseStatus.PARTIALLY_REFUNDED
 
     @staticmethod
     def _purchase_of(
@@ -457,7 +522,9 @@ class PaymentsService(GrantingService):
         refunded = current.amount if payment.refunded is None else payment.refunded + current.amount
         uow.payments.update(attrs.evolve(payment, refunded=refunded, updated_at=now))
         purchase = uow.purchases.get_for_update(current.purchase_id)
-        if purchase is None:
+        if purchase is None or purchase.status not in _ENTITLED:
+            # Disputed: a won dispute restores the status from the money. Refunded
+            # (everything given back, or a lost dispute): it stays refunded.
             return
         left = sum(p.refundable.amount for p in uow.payments.find({"purchase_id": purchase.id}))
         status = PurchaseStatus.REFUNDED if left == 0 else PurchaseStatus.PARTIALLY_REFUNDED

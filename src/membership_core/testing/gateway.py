@@ -11,8 +11,12 @@ in memory, moves no real money, and lets a test decide what happens next:
 - :meth:`TestGateway.settle`, :meth:`TestGateway.settle_refund`,
   :meth:`TestGateway.open_dispute` and :meth:`TestGateway.close_dispute` play
   the provider's side later and queue signed webhooks.
+- :class:`SettleLater` makes a payment ``PENDING`` that settles by itself once
+  the gateway's clock (the portal's frozen clock) reaches a given instant.
 - :meth:`TestGateway.take_webhooks` hands the queued webhooks to the test,
-  which delivers them (once, twice, reordered, late) to the code under test.
+  which delivers them (once, twice, reordered, late) to the code under test;
+  ``duplicates=`` and ``shuffle=`` make the gateway itself repeat and reorder
+  them, and :meth:`TestGateway.deliver_webhooks` delivers them to a portal.
 - :attr:`TestGateway.payments`, :attr:`TestGateway.refunds`,
   :attr:`TestGateway.calls` and :meth:`TestGateway.charged` are for assertions.
 
@@ -29,10 +33,11 @@ from __future__ import annotations
 
 import collections
 import json
+import random
 import threading
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, TypeAlias
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
@@ -55,6 +60,10 @@ from ..ports.payments import (
 )
 from ..serialization import structure, unstructure
 
+if TYPE_CHECKING:
+    from ..portal import Portal
+    from ..services.payments import WebhookReceipt
+
 __all__ = [
     "ActionRequired",
     "Decline",
@@ -63,6 +72,7 @@ __all__ = [
     "Raise",
     "RecordedPayment",
     "RecordedRefund",
+    "SettleLater",
     "Succeed",
     "TestGateway",
     "WebhookDelivery",
@@ -133,10 +143,43 @@ class Raise:
     exception: BaseException | type[BaseException] = attrs.field(validator=_exception)
 
 
-#: Anything :meth:`TestGateway.script` accepts.
-Outcome: TypeAlias = Succeed | Decline | ActionRequired | Pending | Raise
+def _delay(_instance: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if attribute.name == "after" and (not isinstance(value, timedelta) or value < timedelta(0)):
+        raise ValidationError("after", f"must be a non-negative timedelta, not {value!r}")
+    if attribute.name == "at" and (not isinstance(value, datetime) or value.tzinfo is None):
+        raise ValidationError("at", f"must be a timezone-aware datetime, not {value!r}")
 
-_PAYMENT_OUTCOMES = (Succeed, Decline, ActionRequired, Pending, Raise)
+
+@attrs.frozen
+class SettleLater:
+    """The next payment is ``PENDING`` and settles by itself later, on the gateway's clock.
+
+    Give ``after`` (a ``timedelta`` from the payment) or ``at`` (an aware
+    datetime), not both. Once the gateway's clock (the portal's frozen clock
+    in a test portal) has reached that instant, the next call to the gateway
+    (:meth:`TestGateway.take_webhooks`, :meth:`TestGateway.deliver_webhooks`,
+    :meth:`TestGateway.settle_due`, a port method or an inspection) settles
+    it: ``SUCCEEDED``, or ``DECLINED`` with ``reason`` when ``succeed`` is
+    false, and queues its webhook dated at the settling instant. Until then
+    :meth:`TestGateway.settle` can still settle it by hand.
+    """
+
+    after: timedelta | None = attrs.field(default=None, validator=_delay)
+    at: datetime | None = attrs.field(default=None, validator=_delay)
+    succeed: bool = True
+    reason: str | None = attrs.field(default=None, validator=_optional_non_empty)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.after is None) == (self.at is None):
+            raise ValidationError("after", "give exactly one of after= or at=")
+
+
+#: Anything :meth:`TestGateway.script` accepts.
+Outcome: TypeAlias = Succeed | Decline | ActionRequired | Pending | Raise | SettleLater
+
+_PAYMENT_OUTCOMES = (Succeed, Decline, ActionRequired, Pending, Raise, SettleLater)
 _REFUND_OUTCOMES = (Succeed, Decline, Pending, Raise)
 
 #: The reason given when a cancelled payment method is charged.
@@ -316,6 +359,8 @@ class TestGateway:
         self._cancelled: list[str] = []
         self._events: list[GatewayEvent] = []
         self._queue: list[GatewayEvent] = []
+        #: Payments scripted with SettleLater: reference -> (when, outcome).
+        self._later: dict[str, tuple[datetime, SettleLater]] = {}
         self._calls: collections.Counter[str] = collections.Counter()
         self._counters: collections.Counter[str] = collections.Counter()
 
@@ -339,6 +384,7 @@ class TestGateway:
         """
         with self._lock:
             self._calls["create_payment"] += 1
+            self._settle_due()
             if not isinstance(request, PaymentRequest):
                 raise ValidationError("request", "must be a PaymentRequest")
             if request.save_method:
@@ -377,6 +423,7 @@ class TestGateway:
         """
         with self._lock:
             self._calls["charge_saved_method"] += 1
+            self._settle_due()
             self._capabilities.require("off_session", gateway=self._name)
             if not isinstance(request, OffSessionCharge):
                 raise ValidationError("request", "must be an OffSessionCharge")
@@ -421,6 +468,7 @@ class TestGateway:
         """
         with self._lock:
             self._calls["refund"] += 1
+            self._settle_due()
             self._capabilities.require("refunds", gateway=self._name)
             if not isinstance(request, RefundRequest):
                 raise ValidationError("request", "must be a RefundRequest")
@@ -461,6 +509,7 @@ class TestGateway:
         """
         with self._lock:
             self._calls["parse_webhook"] += 1
+            self._settle_due()
         self._capabilities.require("webhooks", gateway=self._name)
         self._verifier.verify(body, headers, now=now)
         try:
@@ -498,8 +547,9 @@ class TestGateway:
         """Queue what the next new payments do, in call order (both payment methods).
 
         ``gateway.script(Decline("card_declined"), ActionRequired(), Pending(),
-        Succeed(), Raise(TimeoutError("provider timed out")))``. Once the
-        queue is empty, payments succeed again.
+        Succeed(), Raise(TimeoutError("provider timed out")),
+        SettleLater(after=timedelta(days=2)))``. Once the queue is empty,
+        payments succeed again.
         """
         checked = _outcomes(outcomes, _PAYMENT_OUTCOMES, "script")
         with self._lock:
@@ -531,6 +581,7 @@ class TestGateway:
         default) and queues ``payment_failed``. Returns the event.
         """
         with self._lock:
+            self._settle_due()
             payment = self._payment(reference)
             if payment.status not in (PaymentStatus.PENDING, PaymentStatus.ACTION_REQUIRED):
                 raise ValidationError(
@@ -538,26 +589,16 @@ class TestGateway:
                     f"payment {reference!r} is {payment.status.value}; only pending or "
                     "action-required payments can be settled",
                 )
-            if succeed:
-                payment = attrs.evolve(payment, status=PaymentStatus.SUCCEEDED)
-                event = self._event(
-                    GatewayEventType.PAYMENT_SUCCEEDED,
-                    payment.reference,
-                    payment.amount,
-                    purchase_id=payment.purchase_id,
-                )
-            else:
-                why = reason if reason is not None else "payment_failed"
-                payment = attrs.evolve(payment, status=PaymentStatus.DECLINED, decline_reason=why)
-                event = self._event(
-                    GatewayEventType.PAYMENT_FAILED,
-                    payment.reference,
-                    payment.amount,
-                    purchase_id=payment.purchase_id,
-                    failure_reason=why,
-                )
-            self._payments[reference] = payment
-            return event
+            return self._settled(payment, succeed, reason)
+
+    def settle_due(self) -> list[GatewayEvent]:
+        """Settle every :class:`SettleLater` payment whose instant the clock has reached.
+
+        Returns their events (queued as webhooks), oldest instant first. Every
+        other entry point calls it first, so a test rarely needs it.
+        """
+        with self._lock:
+            return self._settle_due()
 
     def settle_refund(
         self, reference: str, *, succeed: bool = True, reason: str | None = None
@@ -626,19 +667,68 @@ class TestGateway:
 
     # -- webhooks ------------------------------------------------------------------
 
-    def take_webhooks(self, *, batch: bool = False) -> list[WebhookDelivery]:
+    def take_webhooks(
+        self,
+        *,
+        batch: bool = False,
+        duplicates: int = 1,
+        shuffle: random.Random | None = None,
+    ) -> list[WebhookDelivery]:
         """Return the queued webhooks, signed now, and empty the queue.
 
         One event per delivery, in the order they happened; ``batch=True``
         puts them all in one delivery instead (``[]`` when nothing is queued).
+        :class:`SettleLater` payments that are due settle first.
+
+        The provider's bad habits, on request:
+
+        - ``duplicates=n`` repeats each delivery: exactly ``n`` times, or,
+          with ``shuffle``, a random 1 to ``n`` times each;
+        - ``shuffle=random.Random(seed)`` returns the deliveries (copies
+          included) in a random order drawn from that generator, so a seed
+          replays the same order.
         """
+        if isinstance(duplicates, bool) or not isinstance(duplicates, int) or duplicates < 1:
+            raise ValidationError("duplicates", f"must be an int >= 1, not {duplicates!r}")
+        if shuffle is not None and not isinstance(shuffle, random.Random):
+            raise ValidationError("shuffle", f"must be a random.Random, not {shuffle!r}")
         with self._lock:
+            self._settle_due()
             queued, self._queue = self._queue, []
             if not queued:
                 return []
             if batch:
-                return [self._deliver(queued)]
-            return [self._deliver([event]) for event in queued]
+                deliveries = [self._deliver(queued)]
+            else:
+                deliveries = [self._deliver([event]) for event in queued]
+        copies = [
+            delivery
+            for delivery in deliveries
+            for _ in range(duplicates if shuffle is None else shuffle.randint(1, duplicates))
+        ]
+        if shuffle is not None:
+            shuffle.shuffle(copies)
+        return copies
+
+    def deliver_webhooks(
+        self,
+        portal: Portal,
+        *,
+        batch: bool = False,
+        duplicates: int = 1,
+        shuffle: random.Random | None = None,
+    ) -> list[WebhookReceipt]:
+        """Take the queued webhooks (as :meth:`take_webhooks`) and deliver them to ``portal``.
+
+        Each delivery goes to ``portal.payments.handle_webhook`` under this
+        gateway's name, as the host's webhook endpoint would pass it; the
+        receipts come back in delivery order. A redelivered event shows as a
+        duplicate in its receipt.
+        """
+        return [
+            portal.payments.handle_webhook(self._name, delivery.body, delivery.headers)
+            for delivery in self.take_webhooks(batch=batch, duplicates=duplicates, shuffle=shuffle)
+        ]
 
     def webhook_for(self, *events: GatewayEvent) -> WebhookDelivery:
         """Sign any event(s) as one delivery, e.g. a hand-made or redelivered event."""
@@ -653,6 +743,7 @@ class TestGateway:
     def payments(self) -> tuple[RecordedPayment, ...]:
         """Every payment taken (including declined ones), oldest first."""
         with self._lock:
+            self._settle_due()
             return tuple(self._payments.values())
 
     @property
@@ -665,6 +756,7 @@ class TestGateway:
     def events(self) -> tuple[GatewayEvent, ...]:
         """Every event this gateway has emitted, delivered or not, oldest first."""
         with self._lock:
+            self._settle_due()
             return tuple(self._events)
 
     @property
@@ -682,11 +774,13 @@ class TestGateway:
     def payment(self, reference: str) -> RecordedPayment:
         """The payment ``reference`` (``ValidationError`` if there is none)."""
         with self._lock:
+            self._settle_due()
             return self._payment(reference)
 
     def charged(self) -> dict[str, Money]:
         """Money kept per currency: succeeded payments minus their succeeded refunds."""
         with self._lock:
+            self._settle_due()
             totals: dict[str, Money] = {}
             for payment in self._payments.values():
                 if payment.status is PaymentStatus.SUCCEEDED:
@@ -756,6 +850,14 @@ class TestGateway:
             )
         elif isinstance(outcome, Pending):
             status = PaymentStatus.PENDING
+        elif isinstance(outcome, SettleLater):
+            status = PaymentStatus.PENDING
+            if outcome.at is not None:
+                due = outcome.at
+            else:
+                assert outcome.after is not None  # SettleLater checks one is given
+                due = self._clock.now() + outcome.after
+            self._later[reference] = (due, outcome)
         saved = None
         if save_method and status is not PaymentStatus.DECLINED:
             saved = self._next_id("pm")
@@ -853,6 +955,51 @@ class TestGateway:
             refund_reference=refund.reference,
         )
 
+    def _settled(
+        self,
+        payment: RecordedPayment,
+        succeed: bool,
+        reason: str | None,
+        occurred_at: datetime | None = None,
+    ) -> GatewayEvent:
+        """Settle a waiting payment one way or the other and queue its event."""
+        self._later.pop(payment.reference, None)
+        if succeed:
+            payment = attrs.evolve(payment, status=PaymentStatus.SUCCEEDED)
+            event = self._event(
+                GatewayEventType.PAYMENT_SUCCEEDED,
+                payment.reference,
+                payment.amount,
+                purchase_id=payment.purchase_id,
+                occurred_at=occurred_at,
+            )
+        else:
+            why = reason if reason is not None else "payment_failed"
+            payment = attrs.evolve(payment, status=PaymentStatus.DECLINED, decline_reason=why)
+            event = self._event(
+                GatewayEventType.PAYMENT_FAILED,
+                payment.reference,
+                payment.amount,
+                purchase_id=payment.purchase_id,
+                failure_reason=why,
+                occurred_at=occurred_at,
+            )
+        self._payments[payment.reference] = payment
+        return event
+
+    def _settle_due(self) -> list[GatewayEvent]:
+        if not self._later:
+            return []
+        now = self._clock.now()
+        due = sorted(
+            ((at, reference, later) for reference, (at, later) in self._later.items() if at <= now),
+            key=lambda item: (item[0], item[1]),
+        )
+        return [
+            self._settled(self._payments[reference], later.succeed, later.reason, at)
+            for at, reference, later in due
+        ]
+
     def _payment(self, reference: str) -> RecordedPayment:
         payment = self._payments.get(reference)
         if payment is None:
@@ -868,13 +1015,14 @@ class TestGateway:
         purchase_id: str | None = None,
         failure_reason: str | None = None,
         refund_reference: str | None = None,
+        occurred_at: datetime | None = None,
     ) -> GatewayEvent:
         event = GatewayEvent(
             id=self._next_id("evt"),
             type=type_,
             payment_reference=payment_reference,
             amount=amount,
-            occurred_at=self._clock.now(),
+            occurred_at=occurred_at if occurred_at is not None else self._clock.now(),
             purchase_id=purchase_id,
             failure_reason=failure_reason,
             refund_reference=refund_reference,
