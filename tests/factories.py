@@ -11,6 +11,7 @@ from membership_core.domain.catalog import Category, Lesson, LessonKind, Product
 from membership_core.domain.certificates import Certificate
 from membership_core.domain.checkpoints import Checkpoint
 from membership_core.domain.coupons import StoredCoupon
+from membership_core.domain.credentials import AccountToken, Credential, TokenPurpose
 from membership_core.domain.drip import (
     AfterAssessment,
     AfterDelay,
@@ -67,6 +68,7 @@ from membership_core.domain.progress import (
     ProductActivity,
 )
 from membership_core.domain.settings import SiteSettings
+from membership_core.domain.throttle import AttemptCounter
 from membership_core.domain.windows import AccessWindow, EndAfter, StartOn
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -168,6 +170,8 @@ def member(**kw: Any) -> Member:
         "created_at": T0,
         "last_login_at": None,
         "external_ref": None,
+        "credential_version": 2,
+        "phone": "+44 20 7946 0000",
     }
     return Member(**(values | kw))
 
@@ -417,6 +421,7 @@ def outbox_message(**kw: Any) -> OutboxMessage:
         "next_attempt_at": T0,
         "sent_at": None,
         "last_error": None,
+        "member_id": "mem_x",
     }
     return OutboxMessage(**(values | kw))
 
@@ -451,6 +456,40 @@ def stored_coupon(**kw: Any) -> StoredCoupon:
     return StoredCoupon(**(values | kw))
 
 
+def credential(**kw: Any) -> Credential:
+    values: dict[str, Any] = {
+        "id": _id("crd"),
+        "member_id": "mem_x",
+        "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+        "changed_at": T0,
+    }
+    return Credential(**(values | kw))
+
+
+def account_token(**kw: Any) -> AccountToken:
+    values: dict[str, Any] = {
+        "id": _id("tok"),
+        "member_id": "mem_x",
+        "purpose": TokenPurpose.MAGIC_LINK,
+        "token_hash": f"{next(_n):064x}",
+        "created_at": T0,
+        "expires_at": T0,
+        "used_at": T0,
+        "code_hash": "c0de",
+    }
+    return AccountToken(**(values | kw))
+
+
+def attempt_counter(**kw: Any) -> AttemptCounter:
+    values: dict[str, Any] = {
+        "id": _id("att"),
+        "failures": 3,
+        "window_started_at": T0,
+        "last_failure_at": T0,
+    }
+    return AttemptCounter(**(values | kw))
+
+
 #: One builder per storage collection, by collection name.
 BUILDERS: dict[str, Any] = {
     "products": product_with_drip,
@@ -459,6 +498,9 @@ BUILDERS: dict[str, Any] = {
     "offers": offer_with_everything,
     "offer_products": offer_product,
     "members": member,
+    "credentials": credential,
+    "account_tokens": account_token,
+    "attempt_counters": attempt_counter,
     "enrollments": enrollment,
     "purchases": purchase,
     "payments": payment,

@@ -47,6 +47,7 @@ FULL_CONTEXT: dict[str, Any] = {
     },
     "certificate": {"serial": "CERT-2026-0001", "verification_url": "https://piano.test/v/1"},
     "login_url": "https://piano.test/login?token=abc",
+    "login_code": "ABCD-EFGH",
     "reset_url": "https://piano.test/reset?token=xyz",
 }
 
@@ -111,6 +112,7 @@ def test_default_templates_use_their_links(renderer: TemplateRenderer) -> None:
     expectations = {
         "welcome": "https://piano.test/login?token=abc",
         "password_reset": "https://piano.test/reset?token=xyz",
+        "magic_link": "https://piano.test/login?token=abc",
         "offer_access": "https://piano.test/offers/all",
         "new_comment": "https://piano.test/comments/1",
         "drip": "https://piano.test/lessons/g",

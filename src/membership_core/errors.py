@@ -11,6 +11,11 @@ there is one) so a host can point at the bad input in its own forms::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
 __all__ = [
     "AccessDenied",
     "ConfigurationError",
@@ -22,6 +27,7 @@ __all__ = [
     "PaymentDeclined",
     "RefundFailed",
     "StorageError",
+    "TooManyAttempts",
     "ValidationError",
 ]
 
@@ -79,6 +85,18 @@ class RefundFailed(MembershipError):
 
 class InvalidToken(MembershipError):
     """A token or code is unknown, expired, already used, or tampered with."""
+
+
+class TooManyAttempts(MembershipError):
+    """Too many failed sign-in attempts for this account or client: wait until ``retry_at``.
+
+    Raised before the password, token or code is even looked at, and the
+    same way for an email that has no account, so it tells nothing either.
+    """
+
+    def __init__(self, retry_at: datetime) -> None:
+        super().__init__(f"too many failed attempts; try again after {retry_at.isoformat()}")
+        self.retry_at = retry_at
 
 
 class AccessDenied(MembershipError, PermissionError):

@@ -15,16 +15,22 @@ from sqlalchemy.engine import make_url
 from . import _validate as v
 from .adapters.clock import SystemClock
 from .adapters.ids import RandomIds
+from .adapters.passwords_argon2 import Argon2Hasher
+from .adapters.throttle_storage import StorageThrottle
 from .domain.billing import DunningPolicy
+from .domain.credentials import AccountPolicy
 from .errors import ConfigurationError, ValidationError
 from .plugins.manager import Plugins
 from .ports.clock import Clock
 from .ports.ids import Ids
 from .ports.mail import Mailer
 from .ports.payments import GatewayCapabilities, PaymentGateway
+from .ports.passwords import PasswordHasher
 from .ports.storage import Storage
+from .ports.throttle import AttemptThrottle
 from .services._context import Context
 from .services.access import DEFAULT_EXPIRY_REMINDER, AccessService
+from .services.accounts import AccountsService
 from .services.billing import BillingService
 from .services.catalog import CatalogService
 from .services.certificates import CertificatesService
@@ -163,6 +169,14 @@ def _check_gateways(gateways: object) -> None:
         _check_gateway(name, gateway)
 
 
+def _default_hasher() -> PasswordHasher | None:
+    """argon2id when the security extra is installed; otherwise passwords are unavailable."""
+    try:
+        return Argon2Hasher()
+    except ConfigurationError:  # pragma: no cover - the extra is installed in CI
+        return None
+
+
 def _default_mailer_url(url: str) -> str:
     """Emails land next to an SQLite file by default; elsewhere in memory."""
     if url.startswith("sqlite"):
@@ -194,6 +208,9 @@ class Portal:
         default_gateway: str,
         dunning: DunningPolicy | None = None,
         expiry_reminder: timedelta | None = DEFAULT_EXPIRY_REMINDER,
+        passwords: PasswordHasher | None = None,
+        accounts: AccountPolicy | None = None,
+        throttle: AttemptThrottle | None = None,
     ) -> None:
         self._context = context
         self._owns_storage = owns_storage
@@ -209,6 +226,14 @@ class Portal:
         self.progress = ProgressService(context, self.access)
         self.certificates = CertificatesService(context)
         self.mail = MailService(context)
+        policy = accounts or AccountPolicy()
+        self.accounts = AccountsService(
+            context,
+            self.mail,
+            passwords,
+            throttle or StorageThrottle(context.storage, context.tenant, policy.throttle),
+            policy,
+        )
         self.settings = SettingsService(context)
         self._events = EventDispatcher(context, self.certificates, self.mail)
         context.after_commit = self._after_commit
@@ -230,6 +255,9 @@ class Portal:
         blocked_plugins: Sequence[str] = (),
         dunning: DunningPolicy | None = None,
         expiry_reminder: timedelta | None = DEFAULT_EXPIRY_REMINDER,
+        passwords: PasswordHasher | None = None,
+        accounts: AccountPolicy | None = None,
+        throttle: AttemptThrottle | None = None,
     ) -> Portal:
         """Open the portal ``tenant`` in the database at ``url``.
 
@@ -250,6 +278,12 @@ class Portal:
         (``DunningPolicy(max_attempts=8, within=timedelta(days=14))`` by default).
         ``expiry_reminder`` is how long before a grant ends ``tick()`` records
         the ``AccessExpiring`` reminder event (7 days; ``None`` for none).
+        ``passwords`` hashes member passwords (argon2id from
+        ``membership_core[security]`` by default). ``accounts`` sets the
+        lifetimes, limits and paths of reset and sign-in links
+        (:class:`~membership_core.domain.credentials.AccountPolicy`), and
+        ``throttle`` where failed sign-in attempts are counted (the portal's
+        storage by default).
 
         Every argument is checked before any storage is opened: a malformed
         one raises :class:`~membership_core.errors.ValidationError` naming it
@@ -286,6 +320,14 @@ class Portal:
         if mailer is not None and not isinstance(mailer, str):
             _check_object("mailer", mailer, "send", "a mailer URL or a Mailer")
         _check_gateways(gateways)
+        if passwords is not None:
+            _check_object("passwords", passwords, "verify", "a PasswordHasher")
+        if accounts is not None and not isinstance(accounts, AccountPolicy):
+            raise ValidationError(
+                "accounts", f"must be an AccountPolicy, not {type(accounts).__name__}"
+            )
+        if throttle is not None:
+            _check_object("throttle", throttle, "record_failure", "an AttemptThrottle")
         v.text("default_gateway", default_gateway, max_length=200)
 
         manager = Plugins(plugins, load_entrypoints=load_entrypoints, blocked=blocked_plugins)
@@ -324,6 +366,9 @@ class Portal:
                 default_gateway=default_gateway,
                 dunning=dunning,
                 expiry_reminder=expiry_reminder,
+                passwords=passwords if passwords is not None else _default_hasher(),
+                accounts=accounts,
+                throttle=throttle,
             )
         except BaseException:
             if owns:  # a storage the caller passed in stays theirs to close

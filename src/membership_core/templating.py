@@ -36,6 +36,8 @@ leak in). The top-level names, listed in :data:`COMMON_VARIABLES`, are:
     ``{"serial", "verification_url"}``: a certificate just issued.
 ``login_url``
     a one-time or plain login link.
+``login_code``
+    the short sign-in code that travels with a one-time login link.
 ``reset_url``
     a password-reset link.
 
@@ -108,6 +110,7 @@ COMMON_VARIABLES: tuple[str, ...] = (
     "comment",
     "certificate",
     "login_url",
+    "login_code",
     "reset_url",
 )
 """The top-level names an email template may use (see the module docstring)."""
@@ -119,6 +122,7 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
     "new_comment",
     "new_materials",
     "password_reset",
+    "magic_link",
     "course_completed",
 )
 """The names of the email templates shipped with the library."""
@@ -131,6 +135,7 @@ DEFAULT_TEMPLATE_VARIABLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "new_comment": ("member", "portal", "comment"),
         "new_materials": ("member", "portal", "course", "lessons"),
         "password_reset": ("member", "portal", "reset_url"),
+        "magic_link": ("member", "portal", "login_url", "login_code"),
         "course_completed": ("member", "portal", "course"),
     }
 )

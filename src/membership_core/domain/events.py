@@ -26,6 +26,10 @@ __all__ = [
     "LessonCompletionUndone",
     "LessonsUnlocked",
     "MemberCreated",
+    "MemberDeleted",
+    "MemberReactivated",
+    "MemberSuspended",
+    "MemberUpdated",
     "OfferPurchased",
     "ProductPublished",
     "ProductUnpublished",
@@ -52,6 +56,36 @@ class MemberCreated(DomainEvent):
 
     member_id: str
     source: str
+
+
+@attrs.frozen(kw_only=True)
+class MemberUpdated(DomainEvent):
+    """An admin changed a member's details; ``fields`` names which (never their values)."""
+
+    member_id: str
+    fields: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class MemberSuspended(DomainEvent):
+    """A member was suspended: no sign-in, no access, sessions ended."""
+
+    member_id: str
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class MemberReactivated(DomainEvent):
+    """A suspended member was made active again."""
+
+    member_id: str
+
+
+@attrs.frozen(kw_only=True)
+class MemberDeleted(DomainEvent):
+    """A member's personal data was removed; their anonymous records stay."""
+
+    member_id: str
 
 
 @attrs.frozen(kw_only=True)
@@ -197,6 +231,10 @@ def _register(*classes: type[DomainEvent]) -> dict[str, type[DomainEvent]]:
 #: Every event class by its ``type`` name.
 EVENT_TYPES: dict[str, type[DomainEvent]] = _register(
     MemberCreated,
+    MemberUpdated,
+    MemberSuspended,
+    MemberReactivated,
+    MemberDeleted,
     ProductPublished,
     ProductUnpublished,
     OfferPurchased,

@@ -50,3 +50,5 @@ class OutboxMessage:
     next_attempt_at: datetime
     sent_at: datetime | None
     last_error: str | None
+    #: The member the message is for, when it is for one (so deleting them removes it).
+    member_id: str | None = None

@@ -26,6 +26,7 @@ from ..domain.catalog import Category, Lesson, Product
 from ..domain.certificates import Certificate
 from ..domain.checkpoints import Checkpoint
 from ..domain.coupons import StoredCoupon
+from ..domain.credentials import AccountToken, Credential
 from ..domain.enrollments import Enrollment, Purchase
 from ..domain.events import EventRecord, HandledEvent
 from ..domain.mail import OutboxMessage
@@ -40,6 +41,7 @@ from ..domain.progress import (
     ProductActivity,
 )
 from ..domain.settings import SiteSettings
+from ..domain.throttle import AttemptCounter
 
 __all__ = [
     "COLLECTIONS",
@@ -82,6 +84,14 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         indexes=(("product_id",),),
     ),
     Collection("members", Member, unique=(("email_key",),)),
+    Collection("credentials", Credential, unique=(("member_id",),)),
+    Collection(
+        "account_tokens",
+        AccountToken,
+        unique=(("token_hash",),),
+        indexes=(("member_id", "purpose"),),
+    ),
+    Collection("attempt_counters", AttemptCounter),
     Collection(
         "enrollments",
         Enrollment,
@@ -152,7 +162,7 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         "mail",
         OutboxMessage,
         unique=(("idempotency_key",),),
-        indexes=(("status", "next_attempt_at"),),
+        indexes=(("status", "next_attempt_at"), ("member_id",)),
     ),
     Collection("settings", SiteSettings),
     Collection("checkpoints", Checkpoint),
@@ -241,6 +251,9 @@ class Repositories(Protocol):
     offers: Repository[Offer]
     offer_products: Repository[OfferProduct]
     members: Repository[Member]
+    credentials: Repository[Credential]
+    account_tokens: Repository[AccountToken]
+    attempt_counters: Repository[AttemptCounter]
     enrollments: Repository[Enrollment]
     purchases: Repository[Purchase]
     payments: Repository[Payment]

@@ -23,7 +23,7 @@ from ..ports.storage import UnitOfWork
 from ..serialization import structure
 from ._context import Context, Service
 from .certificates import CertificatesService, verification_url
-from .mail import MailService
+from .mail import MailService, member_values, portal_values
 
 __all__ = ["EventDispatcher"]
 
@@ -167,17 +167,8 @@ class EventDispatcher(Service):
             {"member_id": member.id, "product_id": product.id}, limit=1
         )
         context: dict[str, Any] = {
-            "member": {
-                "first_name": member.first_name,
-                "last_name": member.last_name,
-                "email": member.email,
-                "display_name": member.display_name,
-            },
-            "portal": {
-                "title": settings.title,
-                "url": base,
-                "logo_url": None,
-            },
+            "member": member_values(member),
+            "portal": portal_values(settings),
             "course": {"title": product.title, "url": f"{base}/courses/{product.id}"},
         }
         if certificates:
@@ -192,4 +183,5 @@ class EventDispatcher(Service):
             to=member.email,
             context=context,
             idempotency_key=f"course_completed:{member.id}:{product.id}",
+            member_id=member.id,
         )

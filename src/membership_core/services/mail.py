@@ -13,12 +13,14 @@ import attrs
 
 from .. import _validate as v
 from ..domain.mail import EmailMessage, MailStatus, OutboxMessage
+from ..domain.members import Member
+from ..domain.settings import SiteSettings
 from ..errors import Conflict, MailDeliveryError
 from ..ports.storage import UnitOfWork
-from ..templating import TemplateRenderer, load_default
+from ..templating import RenderedEmail, TemplateRenderer, load_default
 from ._context import Context, Service
 
-__all__ = ["MailService"]
+__all__ = ["MailService", "member_values", "portal_values"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,21 @@ CLAIM_SECONDS = 300
 def backoff(attempts: int) -> timedelta:
     """Wait before attempt ``attempts + 1``: 1, 2, 4 ... minutes, at most 6 hours."""
     return timedelta(minutes=min(2 ** max(attempts - 1, 0), 360))
+
+
+def member_values(member: Member) -> dict[str, str]:
+    """The ``member`` template value: plain data, never the record itself."""
+    return {
+        "first_name": member.first_name,
+        "last_name": member.last_name,
+        "email": member.email,
+        "display_name": member.display_name,
+    }
+
+
+def portal_values(settings: SiteSettings) -> dict[str, str | None]:
+    """The ``portal`` template value."""
+    return {"title": settings.title, "url": settings.base_url.rstrip("/"), "logo_url": None}
 
 
 class MailService(Service):
@@ -53,21 +70,20 @@ class MailService(Service):
         to: str,
         context: Mapping[str, Any],
         idempotency_key: str,
+        member_id: str | None = None,
+        deliver_now: bool = True,
     ) -> OutboxMessage | None:
         """Render the ``kind`` template and queue it in ``uow``'s transaction.
 
         Returns ``None`` when a message with this ``idempotency_key`` was
         already queued: the same cause never sends the same email twice.
+        ``deliver_now=False`` leaves it to the next ``tick()`` rather than
+        sending right after the commit (for requests whose timing must not
+        depend on whether an email was sent).
         """
         if uow.mail.find({"idempotency_key": idempotency_key}, limit=1):
             return None
-        values = dict(context)
-        for extra in self._ctx.plugins.hook.membership_template_context(
-            portal=self._ctx.portal, kind=kind, context=dict(values)
-        ):
-            if extra:
-                values.update(extra)
-        rendered = self._renderer.render(load_default(kind), values)
+        rendered = self.render(kind, context)
         settings = self._site(uow)
         sender = formataddr((settings.sender_name or settings.title, settings.sender_email))
         message_id = self._ctx.ids.new("msg")
@@ -83,10 +99,22 @@ class MailService(Service):
             now,
             None,
             None,
+            member_id,
         )
         uow.mail.add(message)
-        self._local.queued = True
+        if deliver_now:
+            self._local.queued = True
         return message
+
+    def render(self, kind: str, context: Mapping[str, Any]) -> RenderedEmail:
+        """Render the ``kind`` email with ``context`` and the plugins' extra values."""
+        values = dict(context)
+        for extra in self._ctx.plugins.hook.membership_template_context(
+            portal=self._ctx.portal, kind=kind, context=dict(values)
+        ):
+            if extra:
+                values.update(extra)
+        return self._renderer.render(load_default(kind), values)
 
     def outbox(
         self, *, status: MailStatus | str | None = None, limit: int = 100

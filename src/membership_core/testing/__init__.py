@@ -16,8 +16,11 @@ from datetime import UTC, datetime, timedelta
 from ..adapters.clock import FrozenClock
 from ..adapters.ids import SequentialIds
 from ..adapters.mail_memory import MemoryMailer
+from ..adapters.passwords_argon2 import Argon2Hasher
 from ..domain.billing import DunningPolicy
+from ..domain.credentials import AccountPolicy
 from ..portal import Portal
+from ..ports.passwords import PasswordHasher
 from ..ports.payments import PaymentGateway
 from ..ports.storage import Storage
 from .gateway import TestGateway
@@ -72,6 +75,8 @@ def make_test_portal(
     default_gateway: str = "manual",
     dunning: DunningPolicy | None = None,
     expiry_reminder: timedelta | None = timedelta(days=7),
+    passwords: PasswordHasher | None = None,
+    accounts: AccountPolicy | None = None,
 ) -> TestPortal:
     """A portal on ``url`` with a :class:`FrozenClock`, sequential ids and a memory mailer.
 
@@ -93,6 +98,9 @@ def make_test_portal(
         load_entrypoints=False,
         dunning=dunning,
         expiry_reminder=expiry_reminder,
+        # OWASP's floor rather than the production profile: fast enough for test suites.
+        passwords=passwords or Argon2Hasher(time_cost=2, memory_kib=19456, parallelism=1),
+        accounts=accounts,
     )
     portal.__class__ = TestPortal
     return portal  # type: ignore[return-value]
