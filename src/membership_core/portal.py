@@ -24,8 +24,8 @@ from .plugins.manager import Plugins
 from .ports.clock import Clock
 from .ports.ids import Ids
 from .ports.mail import Mailer
-from .ports.payments import GatewayCapabilities, PaymentGateway
 from .ports.passwords import PasswordHasher
+from .ports.payments import GatewayCapabilities, PaymentGateway
 from .ports.storage import Storage
 from .ports.throttle import AttemptThrottle
 from .services._context import Context
