@@ -98,6 +98,7 @@ def test_list_names_every_benchmark() -> None:
         "catalog_search",
         "checkout_throughput",
         "drip_tick",
+        "login_timing",
         "renewals_tick",
     } <= set(names)
 

@@ -238,7 +238,9 @@ class AccountsService(Service):
         now = self._ctx.now()
         with self._ctx.uow(write=False) as uow:
             stored = self._usable_token(uow, token, None, now)
-            member = None if stored is None else self._active_member(uow, stored.member_id)
+            member = (
+                None if stored is None else self._active_member(uow, stored.member_id, lock=False)
+            )
         if stored is None or member is None:
             raise InvalidToken(_LINK_INVALID)
         return TokenInfo(stored.purpose, member.id, member.email, stored.expires_at)
@@ -431,8 +433,8 @@ class AccountsService(Service):
         return stored
 
     @staticmethod
-    def _active_member(uow: UnitOfWork, member_id: str) -> Member | None:
-        member = uow.members.get_for_update(member_id)
+    def _active_member(uow: UnitOfWork, member_id: str, *, lock: bool = True) -> Member | None:
+        member = uow.members.get_for_update(member_id) if lock else uow.members.get(member_id)
         return member if member is not None and member.status is MemberStatus.ACTIVE else None
 
     @staticmethod
