@@ -20,6 +20,7 @@ __all__ = [
     "AccessDenied",
     "ConfigurationError",
     "Conflict",
+    "Contention",
     "InvalidToken",
     "MailDeliveryError",
     "MembershipError",
@@ -109,6 +110,15 @@ class ConfigurationError(MembershipError):
 
 class StorageError(MembershipError):
     """The storage back end failed in a way the library cannot recover from."""
+
+
+class Contention(StorageError):
+    """Another transaction held what this one needed (a deadlock, a serialization failure).
+
+    The database rolled this transaction back; nothing of it was kept, and
+    running the same call again is safe. Scheduled work and webhook
+    application retry it by themselves (the next ``tick()``).
+    """
 
 
 class MailDeliveryError(MembershipError):

@@ -32,7 +32,7 @@ from ..domain.offers import Offer
 from ..domain.payments import Payment, PaymentState, Refund, RefundState, WebhookEvent
 from ..domain.pricing import PaymentPlan, Subscription
 from ..domain.windows import resolve
-from ..errors import Conflict, NotFound, RefundFailed, ValidationError
+from ..errors import Conflict, Contention, NotFound, RefundFailed, ValidationError
 from ..ports.payments import (
     GatewayEvent,
     GatewayEventType,
@@ -215,7 +215,7 @@ class PaymentsService(GrantingService):
                     attrs.evolve(record, applied_at=self._ctx.now(), outcome=outcome)
                 )
                 uow.commit()
-        except Conflict:
+        except (Conflict, Contention):
             return False  # a concurrent change won; the next tick tries again
         self._committed()
         return True

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 
-from ...errors import ConfigurationError, Conflict, NotFound, StorageError
+from ...errors import ConfigurationError, Conflict, Contention, NotFound, StorageError
 from ...ports.storage import COLLECTIONS, AccessFacts, UnitOfWork
 from .migrations import migrate
 from .schema import RowMapper, mappers, tables
@@ -463,6 +463,22 @@ class _UnitOfWork:
         self._transaction = None
 
 
+#: SQLSTATEs of a transaction the database rolled back because of another one.
+_CONTENTION_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+
+
+def _contention(context: Any) -> BaseException | None:
+    """Report a deadlock or serialization failure as :class:`Contention`, not a driver error.
+
+    Callers already retry a change that lost to a concurrent one; this lets
+    them tell that case from a real failure, whatever statement hit it.
+    """
+    state = getattr(context.original_exception, "sqlstate", None)
+    if state in _CONTENTION_STATES:
+        return Contention(f"the database rolled back a transaction: {context.original_exception}")
+    return None
+
+
 def _enable_wal(cursor: Any) -> None:
     """Switch the database file to WAL mode (persistent, so usually already done).
 
@@ -520,6 +536,7 @@ class SqlStorage:
         self.dialect = backend
         # Built statements by table and query shape (see _Repository._cached).
         self._queries: dict[tuple[Any, ...], Any] = {}
+        event.listen(self.engine, "handle_error", _contention)
         if backend == "sqlite":
             self._setup_sqlite()
         try:
