@@ -45,4 +45,3 @@ def test_a_deadlock_is_reported_as_contention(postgres_url: str) -> None:
             assert uow.products.get(first.id) == first
     finally:
         storage.close()
-
