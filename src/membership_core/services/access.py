@@ -19,7 +19,7 @@ from ..domain.progress import compute_progress
 from ..errors import Conflict, NotFound, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Context, Service
-from .drip import DripService, ensure_drip_progress
+from .drip import DripService, by_member_product, ensure_drip_progress
 
 __all__ = ["DEFAULT_EXPIRY_REMINDER", "AccessService"]
 
@@ -73,11 +73,14 @@ class AccessService(Service):
                         "ends_at", now + self._reminder, after=since + self._reminder
                     )
                 renewing = self._renewing(uow, [*ending, *soon])
+                # Every grant of the members concerned, in one query, not one per grant.
+                members = sorted({e.member_id for e in [*ending, *soon]})
+                grants = by_member_product(uow.enrollments.find_in("member_id", members))
                 for enrollment in soon:
                     ends_at = enrollment.ends_at
                     if not (self._noticeable(enrollment, renewing) and ends_at and ends_at > now):
                         continue
-                    if self._kept_open(uow, enrollment, ends_at):
+                    if _kept_open(grants, enrollment, ends_at):
                         continue  # access goes on after this grant ends: nothing to remind of
                     self._record(
                         uow,
@@ -91,7 +94,7 @@ class AccessService(Service):
                 for enrollment in ending:
                     if not self._noticeable(enrollment, renewing):
                         continue
-                    if self._kept_open(uow, enrollment, now):
+                    if _kept_open(grants, enrollment, now):
                         continue  # another grant keeps the product open
                     self._record(
                         uow,
@@ -119,14 +122,6 @@ class AccessService(Service):
         return frozenset(
             b.purchase_id for b in uow.billings.find_in("purchase_id", ids) if b.status in running
         )
-
-    @staticmethod
-    def _kept_open(uow: UnitOfWork, enrollment: Enrollment, at: datetime) -> bool:
-        """Whether another of the member's grants of the product gives access at ``at``."""
-        others = uow.enrollments.find(
-            {"member_id": enrollment.member_id, "product_id": enrollment.product_id}
-        )
-        return any(other.id != enrollment.id and other.covers(at) for other in others)
 
     @staticmethod
     def _noticeable(enrollment: Enrollment, renewing: frozenset[str]) -> bool:
@@ -392,3 +387,11 @@ class AccessService(Service):
             adjust=lambda lesson, decision: self._adjust(member_id, lesson, when, decision),
             drip=drip,
         )
+
+
+def _kept_open(
+    grants: dict[tuple[str, str], list[Enrollment]], enrollment: Enrollment, at: datetime
+) -> bool:
+    """Whether another of the member's grants of the product gives access at ``at``."""
+    others = grants.get((enrollment.member_id, enrollment.product_id), [])
+    return any(other.id != enrollment.id and other.covers(at) for other in others)

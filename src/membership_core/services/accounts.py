@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -39,7 +39,7 @@ from ..ports.throttle import AttemptThrottle
 from ._context import Context, Service
 from .mail import MailService, member_values, portal_values
 
-__all__ = ["AccountsService", "InvalidCredentials"]
+__all__ = ["AccountsService", "InvalidCredentials", "email_throttle_key"]
 
 _LINK_INVALID = "the link is invalid, used or expired"
 
@@ -456,7 +456,7 @@ class AccountsService(Service):
 
     @staticmethod
     def _keys(email: str | None, client_key: str | None) -> list[str]:
-        keys = [] if email is None else [f"email:{email_key(email)}"]
+        keys = [] if email is None else [email_throttle_key(email)]
         if client_key is not None:
             keys.append(f"client:{v.text('client_key', client_key, max_length=200)}")
         return keys
@@ -488,6 +488,11 @@ class AccountsService(Service):
         return self._dummy
 
 
+def email_throttle_key(email: str) -> str:
+    """The attempt-throttle key of an email (the same for known and unknown ones)."""
+    return f"email:{email_key(email)}"
+
+
 def end_credentials(uow: UnitOfWork, member: Member, now: datetime) -> Member:
     """End a member's outstanding tokens and bump the credential version (in ``uow``).
 
@@ -509,7 +514,7 @@ _NOBODY = Member(
     "",
     "",
     MemberStatus.ACTIVE,
-    datetime.min,
+    datetime.min.replace(tzinfo=UTC),
     None,
     None,
 )

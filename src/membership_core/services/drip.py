@@ -34,7 +34,7 @@ from ..errors import Conflict, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Service
 
-__all__ = ["DripService", "RuleChange", "ensure_drip_progress", "look_again"]
+__all__ = ["DripService", "RuleChange", "by_member_product", "ensure_drip_progress", "look_again"]
 
 _RULE_TYPES = (
     schedule.Immediately,
@@ -290,8 +290,8 @@ class DripService(Service):
                 )
                 # The batch's grants and completions in two queries, not two per member.
                 members = sorted({progress.member_id for progress in due})
-                grants = _by_member_product(uow.enrollments.find_in("member_id", members))
-                done = _by_member_product(uow.lesson_completions.find_in("member_id", members))
+                grants = by_member_product(uow.enrollments.find_in("member_id", members))
+                done = by_member_product(uow.lesson_completions.find_in("member_id", members))
                 for progress in due:
                     if progress.product_id not in courses:
                         product = uow.products.get(progress.product_id)
@@ -448,7 +448,8 @@ class DripService(Service):
 _Row = TypeVar("_Row", Enrollment, LessonCompletion)
 
 
-def _by_member_product(rows: list[_Row]) -> dict[tuple[str, str], list[_Row]]:
+def by_member_product(rows: list[_Row]) -> dict[tuple[str, str], list[_Row]]:
+    """Rows grouped by (member, product): one query for a batch instead of one per member."""
     grouped: dict[tuple[str, str], list[_Row]] = {}
     for row in rows:
         grouped.setdefault((row.member_id, row.product_id), []).append(row)

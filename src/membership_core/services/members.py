@@ -21,7 +21,7 @@ from ..errors import Conflict, NotFound, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Service
 from ._unset import UNSET, _Unset
-from .accounts import end_credentials
+from .accounts import email_throttle_key, end_credentials
 
 __all__ = ["ImportResult", "MembersService"]
 
@@ -245,13 +245,13 @@ class MembersService(Service):
         now = self._ctx.now()
         with self._ctx.uow() as uow:
             member = self._live(uow, member_id)
-            email = member.email_key
+            email = member.email
             gone = end_credentials(uow, anonymized(member), now)
             for credential in uow.credentials.find({"member_id": member.id}):
                 uow.credentials.delete(credential.id)
             for token in uow.account_tokens.find({"member_id": member.id}):
                 uow.account_tokens.delete(token.id)
-            counter = uow.attempt_counters.get(counter_id(f"email:{email}"))
+            counter = uow.attempt_counters.get(counter_id(email_throttle_key(email)))
             if counter is not None:
                 uow.attempt_counters.delete(counter.id)
             for purchase in uow.purchases.find({"member_id": member.id}):
