@@ -62,6 +62,7 @@ from membership_core import (
     RefundFailed,
     SequentialIds,
     Subscription,
+    ValidationError,
 )
 from membership_core.domain.billing import (
     RETRY_GRACE,
@@ -684,6 +685,11 @@ def _deliver_and_act(
                     done.append(item(portal))
                 except (Conflict, NotFound, RefundFailed) as refused:
                     done.append(("refused", type(refused).__name__))
+                except ValidationError as refused:
+                    # A partial refund of more than is left, after another lane's.
+                    if refused.field != "amount":
+                        raise
+                    done.append(("refused", str(refused)))
             return done
 
         return run

@@ -171,3 +171,15 @@ def test_refund_validates_its_arguments_and_writes_nothing(
     assert portal.payments.refunds(purchase.id) == []
     assert portal.gateway.refunds == ()
     assert portal.checkout.get(purchase.id).status is PurchaseStatus.PAID
+
+
+def test_a_line_refund_of_everything_left_ends_all_access(open_portal: PortalFactory) -> None:
+    portal = open_portal(default_gateway="test")
+    one, two, bundle = _bundle(portal)
+    purchase = portal.checkout.purchase(bundle, email="a@example.com")
+    portal.payments.refund(purchase.id, Money.of("29", "EUR"))
+    # Named for line two, but it gives back the last euro: no money is kept for line one.
+    last = portal.payments.refund(purchase.id, Money.of("1", "EUR"), product_ids=[two.product.id])
+    assert last.status is PurchaseStatus.REFUNDED
+    assert not _can_view(portal, purchase.member_id, one)
+    assert not _can_view(portal, purchase.member_id, two)

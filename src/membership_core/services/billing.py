@@ -24,7 +24,7 @@ import attrs
 from .. import _validate as v
 from ..domain import billing as rules
 from ..domain.billing import Billing, BillingStatus, DunningPolicy
-from ..domain.enrollments import EnrollmentStatus, Purchase
+from ..domain.enrollments import EnrollmentStatus, Purchase, PurchaseStatus
 from ..domain.payments import Payment, PaymentState
 from ..domain.pricing import Charge, Subscription
 from ..errors import ConfigurationError, Conflict
@@ -111,8 +111,10 @@ class BillingService(Service):
         v.boolean("at_period_end", at_period_end)
         now = self._ctx.now()
         with self._ctx.uow() as uow:
+            purchase = self._require_for_update(
+                uow.purchases, "purchase", purchase_id, "purchase_id"
+            )
             billing = self._billing(uow, purchase_id, for_update=True)
-            purchase = self._require(uow.purchases, "purchase", purchase_id, "purchase_id")
             canceled = rules.cancel(billing, now, at_period_end=at_period_end)
             if canceled == billing:
                 return billing
@@ -203,9 +205,14 @@ class BillingService(Service):
             return payment
         payment = found[0]
         if payment.state is PaymentState.FAILED:
-            # A refused attempt is final at the gateway: the retry is a new attempt.
+            # A refused attempt is final at the gateway: the retry is a new attempt, a
+            # new payment there, whose reference the answer will bring.
             payment = attrs.evolve(
-                payment, state=PaymentState.PENDING, attempts=payment.attempts + 1, updated_at=now
+                payment,
+                state=PaymentState.PENDING,
+                attempts=payment.attempts + 1,
+                gateway_reference=None,
+                updated_at=now,
             )
             uow.payments.update(payment)
         # PENDING: an earlier attempt's outcome is unknown; ask again with its key.
@@ -261,8 +268,10 @@ class BillingService(Service):
     ) -> Billing:
         """:meth:`apply_result` inside the caller's unit of work (which commits)."""
         now = self._ctx.now()
+        # Purchase before billing, in every writer (webhooks, refunds, cancel), so two
+        # of them never wait on each other in opposite order.
+        purchase = self._require_for_update(uow.purchases, "purchase", purchase_id, "purchase_id")
         billing = self._billing(uow, purchase_id, for_update=True)
-        purchase = self._require(uow.purchases, "purchase", purchase_id, "purchase_id")
         found = uow.payments.find({"purchase_id": purchase_id, "sequence": sequence})
         if not found:
             raise Conflict(
@@ -278,6 +287,17 @@ class BillingService(Service):
             # in payments() and can be refunded, without reopening the billing.
             if result.status is PaymentStatus.SUCCEEDED:
                 uow.payments.update(_paid(payment, reference, now))
+                if purchase.status is PurchaseStatus.REFUNDED:
+                    # Given back in full before this charge landed: part of the
+                    # money is kept again, and the books say so.
+                    uow.purchases.update(
+                        attrs.evolve(purchase, status=PurchaseStatus.PARTIALLY_REFUNDED)
+                    )
+            elif reference != payment.gateway_reference:
+                # Still pending: its webhook must find the payment by reference.
+                uow.payments.update(
+                    attrs.evolve(payment, gateway_reference=reference, updated_at=now)
+                )
             return billing
         if result.status is PaymentStatus.SUCCEEDED:
             payment = _paid(payment, reference, now)

@@ -46,7 +46,7 @@ from ..ports.payments import (
 from ..ports.storage import UnitOfWork
 from ._context import Context
 from ._grants import GrantingService
-from .billing import BillingService
+from .billing import PENDING_RECHECK, BillingService
 from .checkout import CheckoutService
 
 __all__ = ["EntitlementGap", "PaymentsService", "WebhookReceipt"]
@@ -252,6 +252,14 @@ class PaymentsService(GrantingService):
                     )
                 return "applied: purchase failed"
             return "ignored: the buyer still has to act"
+        if not payments and self._charge_in_flight(uow, purchase.id, record):
+            # The gateway told us before the worker that charged recorded its answer
+            # (and the reference this event names): try again on the next tick.
+            raise Conflict(
+                f"charge of {purchase.id!r} with reference {record.payment_reference!r} "
+                "is not recorded yet",
+                field="payment_reference",
+            )
         later = [p for p in payments if p.sequence > 1 or purchase.status is PurchaseStatus.PAID]
         for payment in later:
             if payment.state is PaymentState.SUCCEEDED:
@@ -268,6 +276,20 @@ class PaymentsService(GrantingService):
             self._billing._apply(uow, purchase.id, payment.sequence, result)
             return f"applied: charge {payment.sequence} {status.value}"
         return "ignored: already settled"
+
+    def _charge_in_flight(self, uow: UnitOfWork, purchase_id: str, record: WebhookEvent) -> bool:
+        """Whether a renewal or installment of the purchase waits for its gateway answer.
+
+        Only for a day after the event arrived: an answer that never comes is
+        asked for again by the billing's own recheck, with the same key.
+        """
+        if record.received_at + PENDING_RECHECK < self._ctx.now():
+            return False
+        return any(
+            payment.state is PaymentState.PENDING and payment.gateway_reference is None
+            for payment in uow.payments.find({"purchase_id": purchase_id})
+            if payment.sequence > 1
+        )
 
     def _dispute_opened(self, uow: UnitOfWork, record: WebhookEvent, purchase: Purchase) -> str:
         if purchase.status is PurchaseStatus.DISPUTED:
@@ -346,8 +368,8 @@ class PaymentsService(GrantingService):
         Refunds the purchase's most recent payments first. Access acts per
         line: ``product_ids`` names the products of a bundle the refund is for,
         and only their access from *this* purchase ends; without it, a refund
-        of the whole purchase ends all the access it granted and a partial one
-        ends none. A whole refund also stops the purchase's subscription or
+        of the whole purchase (or of everything still left, lines named or
+        not) ends all the access it granted and a partial one ends none. A whole refund also stops the purchase's subscription or
         payment plan. ``keep_access=True`` ends no access at all. Access the
         member holds through other purchases (an upsell, another order of the
         same course) is never touched. A refund the gateway refuses raises
@@ -434,7 +456,8 @@ class PaymentsService(GrantingService):
             )
             if failure is None:
                 if not keep_access and (whole or lines is not None):
-                    self._revoke(uow, purchase, lines)
+                    # Everything left given back ends all access, whatever lines it named.
+                    self._revoke(uow, purchase, None if whole else lines)
                 if whole:
                     self._stop_billing(uow, purchase)
             uow.commit()
