@@ -442,3 +442,87 @@ def test_tokens_and_passwords_are_bound_to_their_portal(open_portal: PortalFacto
             call()
     assert school.accounts.redeem(link.token).id == member.id
     school.accounts.reset_password(reset, OTHER, OTHER)
+
+
+def _stored_tokens_and_mail(portal: TestPortal) -> tuple[int, int]:
+    with portal.storage.unit_of_work(portal.tenant, write=False) as uow:
+        return uow.account_tokens.count(), uow.mail.count()
+
+
+def test_unknown_and_over_limit_requests_run_the_same_work_and_keep_nothing(
+    open_portal: PortalFactory,
+) -> None:
+    portal = open_portal(passwords=CountingHasher(), accounts=AccountPolicy(mail_limit=1))
+    _member_with_password(portal)
+    portal.accounts.request_password_reset("ada@example.com")
+    before = _stored_tokens_and_mail(portal)
+    assert before == (1, 1)
+    portal.accounts.request_password_reset("ghost@example.com")  # unknown
+    portal.accounts.request_password_reset("ada@example.com")  # over the limit
+    portal.accounts.request_magic_link("ghost@example.com")
+    assert _stored_tokens_and_mail(portal) == before
+
+
+# -- login links in any email ---------------------------------------------------------
+
+
+def test_a_welcome_email_carries_a_fresh_single_use_login_link(open_portal: PortalFactory) -> None:
+    portal = open_portal(passwords=CountingHasher())
+    member = portal.members.invite("ada@example.com", first_name="Ada")
+    message = portal.mail.send(member.id, "welcome")
+    assert message is not None and message.member_id == member.id
+    token = _link_from_mail(portal, "ada@example.com")
+    assert "Welcome to" in portal.mailer.last.text
+    assert portal.accounts.inspect(token).member_id == member.id
+    assert portal.accounts.redeem(token).id == member.id
+    with pytest.raises(InvalidToken):
+        portal.accounts.redeem(token)
+    # A second welcome is a second link; the same idempotency key sends nothing more.
+    assert portal.mail.send(member.id, "welcome", idempotency_key="welcome:1") is not None
+    assert portal.mail.send(member.id, "welcome", idempotency_key="welcome:1") is None
+    assert _link_from_mail(portal, "ada@example.com") != token
+
+
+def test_only_emails_that_use_the_login_link_mint_one(open_portal: PortalFactory) -> None:
+    portal = open_portal(passwords=CountingHasher())
+    member = portal.members.invite("ada@example.com", first_name="Ada")
+    portal.mail.send(
+        member.id,
+        "course_completed",
+        values={"course": {"title": "Python 101", "url": "https://x/courses/1"}},
+    )
+    assert _stored_tokens_and_mail(portal) == (0, 1)
+    portal.mail.send(member.id, "welcome")
+    assert _stored_tokens_and_mail(portal) == (1, 2)
+
+
+def test_a_suspended_member_gets_the_plain_sign_in_page(open_portal: PortalFactory) -> None:
+    portal = open_portal(passwords=CountingHasher())
+    portal.settings.update_site(base_url="https://learn.example.com")
+    member = portal.members.invite("ada@example.com", first_name="Ada")
+    portal.members.suspend(member.id, reason="chargeback")
+    portal.mail.send(member.id, "welcome")
+    portal.tick()
+    assert "https://learn.example.com/sign-in\n" in portal.mailer.last.text
+    assert _stored_tokens_and_mail(portal) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda p, m: p.mail.send("nope", "welcome"), "member_id"),
+        (lambda p, m: p.mail.send(m, "birthday"), "kind"),
+        (lambda p, m: p.mail.send(m, "welcome", values=["x"]), "values"),
+        (lambda p, m: p.mail.send(m, "welcome", values={"x": object()}), "context.x"),
+        (lambda p, m: p.mail.send(m, "welcome", idempotency_key=""), "idempotency_key"),
+    ],
+)
+def test_send_validates_its_arguments_and_writes_nothing(
+    open_portal: PortalFactory, call: Callable[[TestPortal, str], object], field: str
+) -> None:
+    portal = open_portal(passwords=CountingHasher())
+    member = portal.members.invite("ada@example.com", first_name="Ada")
+    with pytest.raises(ValidationError) as info:
+        call(portal, member.id)
+    assert info.value.field == field
+    assert _stored_tokens_and_mail(portal) == (0, 0)

@@ -225,8 +225,8 @@ class Portal:
         self.access = AccessService(context, self.drip, expiry_reminder)
         self.progress = ProgressService(context, self.access)
         self.certificates = CertificatesService(context)
-        self.mail = MailService(context)
         policy = accounts or AccountPolicy()
+        self.mail = MailService(context, policy)
         self.accounts = AccountsService(
             context,
             self.mail,

@@ -365,6 +365,7 @@ class TemplateRenderer:
         self._html_env = _Sandbox(autoescape=True, max_output_chars=max_output_chars)
         self._text_env = _Sandbox(autoescape=False, max_output_chars=max_output_chars)
         self._cache: OrderedDict[tuple[bool, str], jinja2.Template] = OrderedDict()
+        self._variables: OrderedDict[EmailTemplate, frozenset[str]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     @property
@@ -378,6 +379,39 @@ class TemplateRenderer:
         return self._max_render_seconds
 
     # -- checking -----------------------------------------------------------
+
+    def variables(self, template: EmailTemplate) -> frozenset[str]:
+        """The top-level names ``template`` uses, in any part.
+
+        Lets a sender compute only what a template asks for (a one-time login
+        link, say). Raises :class:`TemplateError` when a part does not parse.
+
+        >>> TemplateRenderer().variables(
+        ...     EmailTemplate(subject="Hi {{ member.first_name }}", html="{{ login_url }}")
+        ... ) == {"member", "login_url"}
+        True
+        """
+        with self._cache_lock:
+            known = self._variables.get(template)
+        if known is not None:
+            return known
+        names: set[str] = set()
+        for part in _PARTS:
+            source = getattr(template, part)
+            if source is None:
+                continue
+            field = f"template.{part}"
+            env = self._html_env if part == "html" else self._text_env
+            try:
+                names |= jinja2.meta.find_undeclared_variables(_parse(env, field, source))
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(field, exc.message or str(exc), line=exc.lineno) from None
+        found = frozenset(names)
+        with self._cache_lock:
+            self._variables[template] = found
+            while len(self._variables) > _CACHE_SIZE:
+                self._variables.popitem(last=False)
+        return found
 
     def check(self, template: EmailTemplate, allowed_variables: Collection[str]) -> None:
         """Raise :class:`TemplateError` unless every part of ``template`` is usable.

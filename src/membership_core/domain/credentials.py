@@ -202,4 +202,6 @@ class AccountPolicy:
     )
     reset_path: str = "/reset-password"
     magic_link_path: str = "/sign-in/link"
+    #: The host's plain sign-in page: ``login_url`` for a member who cannot get a magic link.
+    sign_in_path: str = "/sign-in"
     throttle: ThrottlePolicy = attrs.field(factory=ThrottlePolicy)

@@ -19,8 +19,6 @@ import attrs
 
 from .. import _validate as v
 from ..domain.credentials import (
-    CODE_ALPHABET,
-    CODE_LENGTH,
     AccountPolicy,
     AccountToken,
     Credential,
@@ -37,6 +35,7 @@ from ..ports.passwords import PasswordHasher
 from ..ports.storage import UnitOfWork
 from ..ports.throttle import AttemptThrottle
 from ._context import Context, Service
+from ._tokens import mint_token
 from .mail import MailService, member_values, portal_values
 
 __all__ = ["AccountsService", "InvalidCredentials", "email_throttle_key"]
@@ -333,33 +332,33 @@ class AccountsService(Service):
         with self._ctx.uow() as uow:
             found = uow.members.find({"email_key": email_key(email)}, limit=1)
             member = found[0] if found and found[0].status is MemberStatus.ACTIVE else None
+            # An unknown email (or one over its limit) runs the very same statements
+            # for nobody, and they are rolled back: the call takes as long either way,
+            # so its timing says nothing about which emails have accounts.
+            target = member or _NOBODY
+            locked = uow.members.get_for_update(target.id)
             if member is not None:
-                member = self._require_for_update(uow.members, "member", member.id, "email")
-            recent = uow.account_tokens.find(
-                {"member_id": member.id if member else "", "purpose": purpose}
-            )
+                member = locked
+            recent = uow.account_tokens.find({"member_id": target.id, "purpose": purpose})
             window_start = now - self.policy.mail_window
             if sum(t.created_at > window_start for t in recent) >= self.policy.mail_limit:
-                return
+                member = None  # dropped silently
+            target = member or _NOBODY
             kind = "password_reset" if purpose is TokenPurpose.PASSWORD_RESET else "magic_link"
-            if member is None:
-                # Render the same email for nobody: the call costs what a real one does.
-                code = "X" if purpose is TokenPurpose.MAGIC_LINK else ""
-                self._mail.render(kind, self._link_context(uow, _NOBODY, "https://x/?t=x", code))
-                return
-            link = self._mint(uow, member, purpose)
+            link = self._mint(uow, target, purpose)
             code = link.code if isinstance(link, MagicLink) else ""
             url = link.url if isinstance(link, MagicLink) else link
             self._mail.queue(
                 uow,
                 kind=kind,
-                to=member.email,
-                context=self._link_context(uow, member, url, code),
+                to=target.email,
+                context=self._link_context(uow, target, url, code),
                 idempotency_key=f"{kind}:{hash_token(url)[:32]}",
-                member_id=member.id,
+                member_id=target.id,
                 deliver_now=False,
             )
-            uow.commit()
+            if member is not None:
+                uow.commit()
 
     def _link_context(self, uow: UnitOfWork, member: Member, url: str, code: str) -> Any:
         values: dict[str, Any] = {
@@ -374,42 +373,7 @@ class AccountsService(Service):
         return values
 
     def _mint(self, uow: UnitOfWork, member: Member, purpose: TokenPurpose) -> MagicLink | str:
-        """Store a new token of ``member``; a magic link (with code), or a reset URL."""
-        secret = secrets.token_urlsafe(32)  # 256 bits
-        now = self._ctx.now()
-        base = self._site(uow).base_url.rstrip("/")
-        token_id = self._ctx.ids.new("tok")
-        if purpose is TokenPurpose.PASSWORD_RESET:
-            uow.account_tokens.add(
-                AccountToken(
-                    token_id,
-                    member.id,
-                    purpose,
-                    hash_token(secret),
-                    now,
-                    now + self.policy.reset_lifetime,
-                )
-            )
-            return f"{base}{self.policy.reset_path}?token={secret}"
-        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-        expires = now + self.policy.magic_link_lifetime
-        uow.account_tokens.add(
-            AccountToken(
-                token_id,
-                member.id,
-                purpose,
-                hash_token(secret),
-                now,
-                expires,
-                code_hash=hash_code(token_id, code),
-            )
-        )
-        return MagicLink(
-            f"{base}{self.policy.magic_link_path}?token={secret}",
-            secret,
-            f"{code[:4]}-{code[4:]}",
-            expires,
-        )
+        return mint_token(self._ctx, uow, member, purpose, self.policy)
 
     @staticmethod
     def _usable_token(

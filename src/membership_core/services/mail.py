@@ -12,13 +12,15 @@ from typing import Any
 import attrs
 
 from .. import _validate as v
+from ..domain.credentials import AccountPolicy, MagicLink, TokenPurpose
 from ..domain.mail import EmailMessage, MailStatus, OutboxMessage
-from ..domain.members import Member
+from ..domain.members import Member, MemberStatus
 from ..domain.settings import SiteSettings
-from ..errors import Conflict, MailDeliveryError
+from ..errors import Conflict, MailDeliveryError, ValidationError
 from ..ports.storage import UnitOfWork
-from ..templating import RenderedEmail, TemplateRenderer, load_default
+from ..templating import DEFAULT_TEMPLATES, RenderedEmail, TemplateRenderer, load_default
 from ._context import Context, Service
+from ._tokens import mint_token
 
 __all__ = ["MailService", "member_values", "portal_values"]
 
@@ -55,8 +57,9 @@ def portal_values(settings: SiteSettings) -> dict[str, str | None]:
 class MailService(Service):
     """Queued and sent email of the portal. ``portal.mail``."""
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, accounts: AccountPolicy | None = None) -> None:
         super().__init__(context)
+        self._accounts = accounts or AccountPolicy()
         self._renderer = TemplateRenderer()
         # Set by the thread that queued a message, so its after-commit step
         # sends without every other commit paying for a look at the outbox.
@@ -83,8 +86,8 @@ class MailService(Service):
         """
         if uow.mail.find({"idempotency_key": idempotency_key}, limit=1):
             return None
-        rendered = self.render(kind, context)
         settings = self._site(uow)
+        rendered = self.render(kind, self._with_login_link(uow, kind, context, member_id, settings))
         sender = formataddr((settings.sender_name or settings.title, settings.sender_email))
         message_id = self._ctx.ids.new("msg")
         now = self._ctx.now()
@@ -105,6 +108,86 @@ class MailService(Service):
         if deliver_now:
             self._local.queued = True
         return message
+
+    def send(
+        self,
+        member_id: str,
+        kind: str,
+        *,
+        values: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> OutboxMessage | None:
+        """Queue the ``kind`` email to a member, delivered after this call.
+
+        The template gets ``member`` and ``portal`` and the given ``values``
+        (plain data). When it uses ``login_url`` (or ``login_code``), a fresh
+        single-use magic link is minted for the member, as
+        :meth:`AccountsService.create_magic_link
+        <membership_core.services.accounts.AccountsService.create_magic_link>`
+        would; a member who cannot sign in (suspended) gets the plain sign-in
+        page instead. With an ``idempotency_key``, a second call with the
+        same key sends nothing and returns ``None``.
+
+        >>> from membership_core.testing import make_test_portal
+        >>> portal = make_test_portal()
+        >>> ada = portal.members.invite("ada@example.com", first_name="Ada")
+        >>> message = portal.mail.send(ada.id, "welcome")
+        >>> "/sign-in/link?token=" in message.message.text
+        True
+        """
+        v.identifier("member_id", member_id, "mem")
+        if kind not in DEFAULT_TEMPLATES:
+            raise ValidationError(
+                "kind", f"unknown email {kind!r}; expected one of {', '.join(DEFAULT_TEMPLATES)}"
+            )
+        if values is not None and (
+            not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values)
+        ):
+            raise ValidationError("values", "must be a mapping of names to plain data")
+        extra = dict(values or {})
+        if idempotency_key is not None:
+            idempotency_key = v.text("idempotency_key", idempotency_key, max_length=200)
+        with self._ctx.uow() as uow:
+            member = self._require(uow.members, "member", member_id, "member_id")
+            settings = self._site(uow)
+            context = {
+                **extra,
+                "member": member_values(member),
+                "portal": portal_values(settings),
+            }
+            message = self.queue(
+                uow,
+                kind=kind,
+                to=member.email,
+                context=context,
+                idempotency_key=idempotency_key or f"send:{self._ctx.ids.new('msg')}",
+                member_id=member.id,
+            )
+            uow.commit()
+        self._committed()
+        return message
+
+    def _with_login_link(
+        self,
+        uow: UnitOfWork,
+        kind: str,
+        context: Mapping[str, Any],
+        member_id: str | None,
+        settings: SiteSettings,
+    ) -> Mapping[str, Any]:
+        """``context`` with a one-time ``login_url`` and ``login_code`` if the email uses them."""
+        if "login_url" in context or member_id is None:
+            return context
+        used = self._renderer.variables(load_default(kind))
+        if not used & {"login_url", "login_code"}:
+            return context
+        member = uow.members.get(member_id)
+        if member is None or member.status is not MemberStatus.ACTIVE:
+            plain = f"{settings.base_url.rstrip('/')}{self._accounts.sign_in_path}"
+            return {**context, "login_url": plain, "login_code": ""}
+        link = mint_token(self._ctx, uow, member, TokenPurpose.MAGIC_LINK, self._accounts)
+        assert isinstance(link, MagicLink)
+        return {**context, "login_url": link.url, "login_code": link.code}
 
     def render(self, kind: str, context: Mapping[str, Any]) -> RenderedEmail:
         """Render the ``kind`` email with ``context`` and the plugins' extra values."""
