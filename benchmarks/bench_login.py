@@ -27,6 +27,8 @@ from membership_core.testing import TestPortal, make_test_portal
 NAME = "login_timing"
 #: Known and unknown emails within 10 % of each other.
 TARGET_RATIO = 1.1
+#: Reset requests per timed sample.
+RESET_BATCH = 20
 PASSWORD = "correct horse battery"
 
 
@@ -60,13 +62,16 @@ def login_timing(quick: bool) -> Result:
                 portal.clock.advance(hours=2)
                 portal.accounts.login("ada@example.com", PASSWORD)
 
-            def reset_known() -> None:
-                portal.clock.advance(hours=2)
-                portal.accounts.request_password_reset("ada@example.com")
+            def resets(email: str) -> Callable[[], None]:
+                def call() -> None:
+                    # A request takes about a millisecond: time a batch, per request.
+                    for _ in range(RESET_BATCH):
+                        portal.clock.advance(hours=2)  # never over the per-account limit
+                        portal.accounts.request_password_reset(email)
 
-            def reset_unknown() -> None:
-                portal.clock.advance(hours=2)
-                portal.accounts.request_password_reset("ghost@example.com")
+                return call
+
+            reset_known, reset_unknown = resets("ada@example.com"), resets("ghost@example.com")
 
             known, unknown = _failing(portal, "ada@example.com"), _failing(portal, "x@example.com")
             for warm_up in (known, unknown, success, reset_known, reset_unknown):
@@ -99,8 +104,8 @@ def login_timing(quick: bool) -> Result:
             "known_email_wrong_password_ms": summary(known_s, ms),
             "unknown_email_ms": summary(unknown_s, ms),
             "successful_login_ms": summary(success_s, ms),
-            "reset_request_known_ms": summary(reset_known_s, ms),
-            "reset_request_unknown_ms": summary(reset_unknown_s, ms),
+            "reset_request_known_ms": summary(reset_known_s, ms / RESET_BATCH),
+            "reset_request_unknown_ms": summary(reset_unknown_s, ms / RESET_BATCH),
             "reset_request_ratio": round(
                 statistics.median(reset_known_s) / statistics.median(reset_unknown_s), 3
             ),

@@ -11,7 +11,12 @@ from membership_core.domain.catalog import Category, Lesson, LessonKind, Product
 from membership_core.domain.certificates import Certificate
 from membership_core.domain.checkpoints import Checkpoint
 from membership_core.domain.coupons import StoredCoupon
-from membership_core.domain.credentials import AccountToken, Credential, TokenPurpose
+from membership_core.domain.credentials import (
+    AccountRequest,
+    AccountToken,
+    Credential,
+    TokenPurpose,
+)
 from membership_core.domain.drip import (
     AfterAssessment,
     AfterDelay,
@@ -480,6 +485,16 @@ def account_token(**kw: Any) -> AccountToken:
     return AccountToken(**(values | kw))
 
 
+def account_request(**kw: Any) -> AccountRequest:
+    values: dict[str, Any] = {
+        "id": _id("acr"),
+        "purpose": TokenPurpose.PASSWORD_RESET,
+        "email": "ada@example.com",
+        "requested_at": T0,
+    }
+    return AccountRequest(**(values | kw))
+
+
 def attempt_counter(**kw: Any) -> AttemptCounter:
     values: dict[str, Any] = {
         "id": _id("att"),
@@ -500,6 +515,7 @@ BUILDERS: dict[str, Any] = {
     "members": member,
     "credentials": credential,
     "account_tokens": account_token,
+    "account_requests": account_request,
     "attempt_counters": attempt_counter,
     "enrollments": enrollment,
     "purchases": purchase,

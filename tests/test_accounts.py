@@ -449,18 +449,36 @@ def _stored_tokens_and_mail(portal: TestPortal) -> tuple[int, int]:
         return uow.account_tokens.count(), uow.mail.count()
 
 
-def test_unknown_and_over_limit_requests_run_the_same_work_and_keep_nothing(
+def _stored_requests(portal: TestPortal) -> list[tuple[str, str]]:
+    with portal.storage.unit_of_work(portal.tenant, write=False) as uow:
+        return [(r.purpose.value, r.email) for r in uow.account_requests.find()]
+
+
+def test_every_request_stores_the_same_thing_and_the_tick_answers_it(
     open_portal: PortalFactory,
 ) -> None:
     portal = open_portal(passwords=CountingHasher(), accounts=AccountPolicy(mail_limit=1))
     _member_with_password(portal)
     portal.accounts.request_password_reset("ada@example.com")
-    before = _stored_tokens_and_mail(portal)
-    assert before == (1, 1)
     portal.accounts.request_password_reset("ghost@example.com")  # unknown
-    portal.accounts.request_password_reset("ada@example.com")  # over the limit
+    portal.accounts.request_password_reset("Ada@Example.com")  # over the limit of 1
     portal.accounts.request_magic_link("ghost@example.com")
-    assert _stored_tokens_and_mail(portal) == before
+    # The request calls wrote one row each, the same for known and unknown emails...
+    reset, link = TokenPurpose.PASSWORD_RESET.value, TokenPurpose.MAGIC_LINK.value
+    assert sorted(_stored_requests(portal)) == sorted(
+        [
+            (reset, "ada@example.com"),
+            (reset, "ghost@example.com"),
+            (reset, "Ada@Example.com"),
+            (link, "ghost@example.com"),
+        ]
+    )
+    assert _stored_tokens_and_mail(portal) == (0, 0)
+    # ...and the tick sends the one email owed, and forgets every request.
+    assert portal.tick().account_emails == 1
+    assert _stored_requests(portal) == []
+    assert _stored_tokens_and_mail(portal) == (1, 1)
+    assert [m.to for m in portal.mailer.sent] == ["ada@example.com"]
 
 
 # -- login links in any email ---------------------------------------------------------
@@ -470,7 +488,8 @@ def test_a_welcome_email_carries_a_fresh_single_use_login_link(open_portal: Port
     portal = open_portal(passwords=CountingHasher())
     member = portal.members.invite("ada@example.com", first_name="Ada")
     message = portal.mail.send(member.id, "welcome")
-    assert message is not None and message.member_id == member.id
+    assert message is not None
+    assert message.member_id == member.id
     token = _link_from_mail(portal, "ada@example.com")
     assert "Welcome to" in portal.mailer.last.text
     assert portal.accounts.inspect(token).member_id == member.id

@@ -69,6 +69,8 @@ class TickReport:
     lessons_unlocked: int = 0
     #: ``AccessExpiring`` reminders and ``AccessExpired`` events recorded.
     access_notices: int = 0
+    #: Password reset and sign-in emails queued for the requests waiting.
+    account_emails: int = 0
 
 
 # What a gateway must have, whatever it declares: the library calls these for
@@ -409,7 +411,8 @@ class Portal:
     def tick(self) -> TickReport:
         """Run scheduled work: apply webhook events left unapplied, collect due
         renewals and installments, reconcile a batch of paid purchases with
-        their access, re-deliver pending events, send due mail.
+        their access, re-deliver pending events, answer reset and sign-in
+        requests, send due mail.
 
         Safe to run from cron or any scheduler, repeatedly and from several
         workers at once: each effect happens once.
@@ -421,6 +424,7 @@ class Portal:
         unlocked = self.drip.unlock_due()
         notices = self.access.notify_expiry()
         dispatched = self._events.dispatch_pending()
+        account_emails = self.accounts.send_requested()
         sent, failed = self.mail.deliver_due()
         return TickReport(
             dispatched,
@@ -433,6 +437,7 @@ class Portal:
             access_repaired=len(repaired),
             lessons_unlocked=unlocked,
             access_notices=notices,
+            account_emails=account_emails,
         )
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_PASSWORD_LENGTH",
     "MIN_PASSWORD_LENGTH",
     "AccountPolicy",
+    "AccountRequest",
     "AccountToken",
     "Credential",
     "MagicLink",
@@ -74,6 +75,22 @@ class AccountToken:
     def usable(self, at: datetime) -> bool:
         """True while neither used nor expired."""
         return self.used_at is None and at < self.expires_at
+
+
+@attrs.frozen
+class AccountRequest:
+    """A reset or sign-in email asked for ``email``, answered by the next tick.
+
+    Every request is stored the same way, whether or not the email has an
+    account, so the request itself takes the same time for both; the tick
+    looks the account up, applies the per-account limit, mints the token and
+    queues the email, then deletes the request.
+    """
+
+    id: str
+    purpose: TokenPurpose
+    email: str
+    requested_at: datetime
 
 
 def hash_token(secret: str) -> str:

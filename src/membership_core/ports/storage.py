@@ -26,7 +26,7 @@ from ..domain.catalog import Category, Lesson, Product
 from ..domain.certificates import Certificate
 from ..domain.checkpoints import Checkpoint
 from ..domain.coupons import StoredCoupon
-from ..domain.credentials import AccountToken, Credential
+from ..domain.credentials import AccountRequest, AccountToken, Credential
 from ..domain.enrollments import Enrollment, Purchase
 from ..domain.events import EventRecord, HandledEvent
 from ..domain.mail import OutboxMessage
@@ -91,6 +91,7 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         unique=(("token_hash",),),
         indexes=(("member_id", "purpose"),),
     ),
+    Collection("account_requests", AccountRequest, indexes=(("requested_at",),)),
     Collection("attempt_counters", AttemptCounter),
     Collection(
         "enrollments",
@@ -253,6 +254,7 @@ class Repositories(Protocol):
     members: Repository[Member]
     credentials: Repository[Credential]
     account_tokens: Repository[AccountToken]
+    account_requests: Repository[AccountRequest]
     attempt_counters: Repository[AttemptCounter]
     enrollments: Repository[Enrollment]
     purchases: Repository[Purchase]

@@ -20,6 +20,7 @@ import attrs
 from .. import _validate as v
 from ..domain.credentials import (
     AccountPolicy,
+    AccountRequest,
     AccountToken,
     Credential,
     MagicLink,
@@ -159,14 +160,14 @@ class AccountsService(Service):
     def request_password_reset(self, email: str) -> None:
         """Email a single-use password reset link, if ``email`` has an active account.
 
-        Returns nothing either way, so a caller cannot tell known emails from
-        unknown ones, and does the same work either way. At most
-        ``policy.mail_limit`` emails per account in ``policy.mail_window``
-        (5 in 10 minutes); more requests are dropped silently. The link is
-        built from the portal's ``base_url`` (never from a request's Host
-        header) and works for ``policy.reset_lifetime`` (30 minutes). The
-        email goes out with the next ``tick()`` (or ``portal.mail.deliver_due()``),
-        not during this call, so the call never waits for a mail server.
+        Returns nothing either way, so a caller cannot tell known emails from unknown
+        ones. At most ``policy.mail_limit`` emails per account in ``policy.mail_window``
+        (5 in 10 minutes); more requests are dropped silently. The link is built from
+        the portal's ``base_url`` (never from a request's Host header) and works for
+        ``policy.reset_lifetime`` (30 minutes). This call only stores the request, the
+        same way for every email; the next ``tick()`` (or :meth:`send_requested`) looks
+        the account up and sends the email, so the call takes the same time for known
+        and unknown emails and never waits for a mail server.
         """
         self._send_link(email, TokenPurpose.PASSWORD_RESET)
 
@@ -326,39 +327,60 @@ class AccountsService(Service):
     # -- helpers ------------------------------------------------------------------------
 
     def _send_link(self, email: str, purpose: TokenPurpose) -> None:
-        """Queue a reset or sign-in email, doing the same work for unknown emails."""
+        """Store the request; the tick answers it (see :class:`AccountRequest`)."""
         email = v.email("email", email)
-        now = self._ctx.now()
         with self._ctx.uow() as uow:
-            found = uow.members.find({"email_key": email_key(email)}, limit=1)
-            member = found[0] if found and found[0].status is MemberStatus.ACTIVE else None
-            # An unknown email (or one over its limit) runs the very same statements
-            # for nobody, and they are rolled back: the call takes as long either way,
-            # so its timing says nothing about which emails have accounts.
-            target = member or _NOBODY
-            locked = uow.members.get_for_update(target.id)
-            if member is not None:
-                member = locked
-            recent = uow.account_tokens.find({"member_id": target.id, "purpose": purpose})
-            window_start = now - self.policy.mail_window
-            if sum(t.created_at > window_start for t in recent) >= self.policy.mail_limit:
-                member = None  # dropped silently
-            target = member or _NOBODY
-            kind = "password_reset" if purpose is TokenPurpose.PASSWORD_RESET else "magic_link"
-            link = self._mint(uow, target, purpose)
-            code = link.code if isinstance(link, MagicLink) else ""
-            url = link.url if isinstance(link, MagicLink) else link
-            self._mail.queue(
-                uow,
-                kind=kind,
-                to=target.email,
-                context=self._link_context(uow, target, url, code),
-                idempotency_key=f"{kind}:{hash_token(url)[:32]}",
-                member_id=target.id,
-                deliver_now=False,
+            uow.account_requests.add(
+                AccountRequest(self._ctx.ids.new("acr"), purpose, email, self._ctx.now())
             )
-            if member is not None:
-                uow.commit()
+            uow.commit()
+
+    def send_requested(self, *, limit: int = 100) -> int:
+        """Answer waiting reset and sign-in requests, oldest first; run by ``tick()``.
+
+        Each request of an active account within its limit gets its token and
+        its email queued (sent right after); every request is then deleted.
+        Returns how many emails were queued. Safe from several workers at once:
+        each claims its own requests.
+        """
+        v.integer("limit", limit, minimum=1)
+        now = self._ctx.now()
+        queued = 0
+        with self._ctx.uow() as uow:
+            for request in uow.account_requests.find_due(
+                "requested_at", now, limit=limit, claim=True
+            ):
+                queued += self._answer(uow, request, now)
+                uow.account_requests.delete(request.id)
+            uow.commit()
+        if queued:
+            self._committed()
+        return queued
+
+    def _answer(self, uow: UnitOfWork, request: AccountRequest, now: datetime) -> bool:
+        """Queue the email ``request`` asks for, if it has an active account within its limit."""
+        found = uow.members.find({"email_key": email_key(request.email)}, limit=1)
+        if not found or found[0].status is not MemberStatus.ACTIVE:
+            return False
+        member = self._require_for_update(uow.members, "member", found[0].id, "email")
+        purpose = request.purpose
+        recent = uow.account_tokens.find({"member_id": member.id, "purpose": purpose})
+        window_start = request.requested_at - self.policy.mail_window
+        if sum(window_start < t.created_at <= now for t in recent) >= self.policy.mail_limit:
+            return False  # dropped silently
+        kind = "password_reset" if purpose is TokenPurpose.PASSWORD_RESET else "magic_link"
+        link = self._mint(uow, member, purpose)
+        code = link.code if isinstance(link, MagicLink) else ""
+        url = link.url if isinstance(link, MagicLink) else link
+        queued = self._mail.queue(
+            uow,
+            kind=kind,
+            to=member.email,
+            context=self._link_context(uow, member, url, code),
+            idempotency_key=f"{kind}:{request.id}",
+            member_id=member.id,
+        )
+        return queued is not None
 
     def _link_context(self, uow: UnitOfWork, member: Member, url: str, code: str) -> Any:
         values: dict[str, Any] = {

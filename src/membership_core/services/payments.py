@@ -365,14 +365,14 @@ class PaymentsService(GrantingService):
     ) -> Purchase:
         """Give back ``amount`` of a purchase (all of what is left when ``None``).
 
-        Refunds the purchase's most recent payments first. Access acts per
-        line: ``product_ids`` names the products of a bundle the refund is for,
-        and only their access from *this* purchase ends; without it, a refund
-        of the whole purchase (or of everything still left, lines named or
-        not) ends all the access it granted and a partial one ends none. A whole refund also stops the purchase's subscription or
-        payment plan. ``keep_access=True`` ends no access at all. Access the
-        member holds through other purchases (an upsell, another order of the
-        same course) is never touched. A refund the gateway refuses raises
+        Refunds the purchase's most recent payments first. Access acts per line:
+        ``product_ids`` names the products of a bundle the refund is for, and only their
+        access from *this* purchase ends; without it, a refund of the whole purchase (or
+        of everything still left, lines named or not) ends all the access it granted and
+        a partial one ends none. A whole refund also stops the purchase's subscription
+        or payment plan. ``keep_access=True`` ends no access at all. Access the member
+        holds through other purchases (an upsell, another order of the same course) is
+        never touched. A refund the gateway refuses raises
         :class:`~membership_core.errors.RefundFailed` and ends no access.
         """
         v.identifier("purchase_id", purchase_id, "pur")
