@@ -112,6 +112,8 @@ BAD_ARGUMENTS: list[tuple[str, dict[str, Any], str]] = [
     ("tenant", {"tenant": "Has Spaces"}, "tenant"),
     ("dunning", {"dunning": 3}, "dunning"),
     ("expiry_reminder", {"expiry_reminder": 7}, "expiry_reminder"),
+    ("keep_access_on_refund", {"keep_access_on_refund": "yes"}, "keep_access_on_refund"),
+    ("keep_access_on_dispute", {"keep_access_on_dispute": 1}, "keep_access_on_dispute"),
 ]
 
 

@@ -9,13 +9,15 @@ from membership_core import (
     Conflict,
     Money,
     OneTime,
+    Portal,
     PurchaseStatus,
     RefundFailed,
+    SequentialIds,
     ValidationError,
 )
 from membership_core.domain.payments import RefundState
 from membership_core.ports.payments import GatewayCapabilities
-from membership_core.testing import TestGateway, TestPortal
+from membership_core.testing import FrozenClock, MemoryMailer, TestGateway
 from membership_core.testing.gateway import Decline, Pending
 
 from .conftest import PortalFactory
@@ -24,7 +26,7 @@ from .helpers import Course, build_course
 PRICE = Money.of("30", "EUR")
 
 
-def _bundle(portal: TestPortal) -> tuple[Course, Course, str]:
+def _bundle(portal: Portal) -> tuple[Course, Course, str]:
     one = build_course(portal, lessons=1, title="One")
     two = build_course(portal, lessons=1, title="Two")
     offer = portal.offers.create_offer(
@@ -34,7 +36,7 @@ def _bundle(portal: TestPortal) -> tuple[Course, Course, str]:
     return one, two, offer.id
 
 
-def _can_view(portal: TestPortal, member_id: str, course: Course) -> bool:
+def _can_view(portal: Portal, member_id: str, course: Course) -> bool:
     return portal.access.can_view(member_id, course.lessons[0].id).allowed
 
 
@@ -83,6 +85,35 @@ def test_keep_access(open_portal: PortalFactory) -> None:
     purchase = portal.checkout.purchase(bundle, email="a@example.com")
     portal.payments.refund(purchase.id, keep_access=True)
     assert _can_view(portal, purchase.member_id, one)
+
+
+def test_keep_access_on_refund_is_the_portals_default(storage_url: str) -> None:
+    portal = Portal.open(
+        storage_url,
+        clock=FrozenClock(),
+        ids=SequentialIds(),
+        mailer=MemoryMailer(),
+        gateways={"test": TestGateway()},
+        default_gateway="test",
+        load_entrypoints=False,
+        keep_access_on_refund=True,
+    )
+    try:
+        assert portal.payments.keep_access_on_refund is True
+        one, two, bundle = _bundle(portal)
+        kept = portal.checkout.purchase(bundle, email="a@example.com")
+        portal.payments.refund(kept.id)
+        assert _can_view(portal, kept.member_id, one)
+        assert _can_view(portal, kept.member_id, two)
+        ended = portal.checkout.purchase(bundle, email="b@example.com")
+        portal.payments.refund(ended.id, keep_access=False)  # the call still decides
+        assert not _can_view(portal, ended.member_id, one)
+        portal.payments.keep_access_on_refund = False
+        later = portal.checkout.purchase(bundle, email="c@example.com")
+        portal.payments.refund(later.id)
+        assert not _can_view(portal, later.member_id, two)
+    finally:
+        portal.close()
 
 
 def test_refused_refund_changes_no_access(open_portal: PortalFactory) -> None:

@@ -213,6 +213,8 @@ class Portal:
         passwords: PasswordHasher | None = None,
         accounts: AccountPolicy | None = None,
         throttle: AttemptThrottle | None = None,
+        keep_access_on_refund: bool = False,
+        keep_access_on_dispute: bool = False,
     ) -> None:
         self._context = context
         self._owns_storage = owns_storage
@@ -222,7 +224,13 @@ class Portal:
         self.offers = OffersService(context)
         self.checkout = CheckoutService(context, self.members, default_gateway)
         self.billing = BillingService(context, dunning)
-        self.payments = PaymentsService(context, self.checkout, self.billing)
+        self.payments = PaymentsService(
+            context,
+            self.checkout,
+            self.billing,
+            keep_access_on_refund=keep_access_on_refund,
+            keep_access_on_dispute=keep_access_on_dispute,
+        )
         self.drip = DripService(context)
         self.access = AccessService(context, self.drip, expiry_reminder)
         self.progress = ProgressService(context, self.access)
@@ -260,6 +268,8 @@ class Portal:
         passwords: PasswordHasher | None = None,
         accounts: AccountPolicy | None = None,
         throttle: AttemptThrottle | None = None,
+        keep_access_on_refund: bool = False,
+        keep_access_on_dispute: bool = False,
     ) -> Portal:
         """Open the portal ``tenant`` in the database at ``url``.
 
@@ -285,7 +295,10 @@ class Portal:
         lifetimes, limits and paths of reset and sign-in links
         (:class:`~membership_core.domain.credentials.AccountPolicy`), and
         ``throttle`` where failed sign-in attempts are counted (the portal's
-        storage by default).
+        storage by default). ``keep_access_on_refund`` and
+        ``keep_access_on_dispute`` leave the access a refund or a lost
+        dispute would end (both ``False``: it ends; also settable later on
+        ``portal.payments``).
 
         Every argument is checked before any storage is opened: a malformed
         one raises :class:`~membership_core.errors.ValidationError` naming it
@@ -331,6 +344,8 @@ class Portal:
         if throttle is not None:
             _check_object("throttle", throttle, "record_failure", "an AttemptThrottle")
         v.text("default_gateway", default_gateway, max_length=200)
+        v.boolean("keep_access_on_refund", keep_access_on_refund)
+        v.boolean("keep_access_on_dispute", keep_access_on_dispute)
 
         manager = Plugins(plugins, load_entrypoints=load_entrypoints, blocked=blocked_plugins)
         available = {
@@ -371,6 +386,8 @@ class Portal:
                 passwords=passwords if passwords is not None else _default_hasher(),
                 accounts=accounts,
                 throttle=throttle,
+                keep_access_on_refund=keep_access_on_refund,
+                keep_access_on_dispute=keep_access_on_dispute,
             )
         except BaseException:
             if owns:  # a storage the caller passed in stays theirs to close

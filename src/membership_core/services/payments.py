@@ -110,11 +110,22 @@ class PaymentsService(GrantingService):
         billing: BillingService,
         *,
         keep_access_on_dispute: bool = False,
+        keep_access_on_refund: bool = False,
     ) -> None:
         super().__init__(context)
         self._checkout = checkout
         self._billing = billing
         self._keep_access_on_dispute = v.boolean("keep_access_on_dispute", keep_access_on_dispute)
+        self._keep_access_on_refund = v.boolean("keep_access_on_refund", keep_access_on_refund)
+
+    @property
+    def keep_access_on_refund(self) -> bool:
+        """What ``refund`` does with access when its call does not say (``False``: ends it)."""
+        return self._keep_access_on_refund
+
+    @keep_access_on_refund.setter
+    def keep_access_on_refund(self, value: bool) -> None:
+        self._keep_access_on_refund = v.boolean("keep_access_on_refund", value)
 
     @property
     def keep_access_on_dispute(self) -> bool:
@@ -361,7 +372,7 @@ class PaymentsService(GrantingService):
         *,
         product_ids: Sequence[str] | None = None,
         reason: str = "requested_by_customer",
-        keep_access: bool = False,
+        keep_access: bool | None = None,
     ) -> Purchase:
         """Give back ``amount`` of a purchase (all of what is left when ``None``).
 
@@ -370,14 +381,17 @@ class PaymentsService(GrantingService):
         access from *this* purchase ends; without it, a refund of the whole purchase (or
         of everything still left, lines named or not) ends all the access it granted and
         a partial one ends none. A whole refund also stops the purchase's subscription
-        or payment plan. ``keep_access=True`` ends no access at all. Access the member
+        or payment plan. ``keep_access=True`` ends no access at all (``None``: the
+        portal's :attr:`keep_access_on_refund`, ``False`` unless set). Access the member
         holds through other purchases (an upsell, another order of the same course) is
         never touched. A refund the gateway refuses raises
         :class:`~membership_core.errors.RefundFailed` and ends no access.
         """
         v.identifier("purchase_id", purchase_id, "pur")
         reason = v.text("reason", reason, max_length=200)
-        v.boolean("keep_access", keep_access)
+        keep_access = v.boolean(
+            "keep_access", self._keep_access_on_refund if keep_access is None else keep_access
+        )
         lines = None
         if product_ids is not None:
             if isinstance(product_ids, str) or not isinstance(product_ids, Sequence):
