@@ -139,6 +139,7 @@ def test_init_and_tick_commands(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "access_repaired": 0,
         "lessons_unlocked": 0,
         "access_notices": 0,
+        "account_emails": 0,
     }
     assert main(["tick", "mysql://nowhere"]) == 1
     assert "mysql" in capsys.readouterr().err
