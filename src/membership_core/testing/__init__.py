@@ -20,6 +20,7 @@ from ..adapters.passwords_argon2 import Argon2Hasher
 from ..domain.billing import DunningPolicy
 from ..domain.credentials import AccountPolicy
 from ..portal import Portal
+from ..ports.ids import Ids
 from ..ports.passwords import PasswordHasher
 from ..ports.payments import PaymentGateway
 from ..ports.storage import Storage
@@ -77,12 +78,15 @@ def make_test_portal(
     expiry_reminder: timedelta | None = timedelta(days=7),
     passwords: PasswordHasher | None = None,
     accounts: AccountPolicy | None = None,
+    ids: Ids | None = None,
 ) -> TestPortal:
     """A portal on ``url`` with a :class:`FrozenClock`, sequential ids and a memory mailer.
 
     A :class:`TestGateway` on the same clock is registered as ``"test"``
     (``portal.gateway``), besides the built-in ``manual`` one and any
     ``gateways`` given; ``default_gateway="test"`` sends checkout through it.
+    ``ids`` replaces the sequential ids (two test portals in one database
+    otherwise both count from 1).
     """
     clock = FrozenClock(start)
     gateways = {"test": TestGateway(clock=clock), **(gateways or {})}
@@ -90,7 +94,7 @@ def make_test_portal(
         url,
         tenant=tenant,
         clock=clock,
-        ids=SequentialIds(),
+        ids=ids or SequentialIds(),
         mailer=MemoryMailer(),
         plugins=plugins,
         gateways=gateways,
