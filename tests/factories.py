@@ -25,6 +25,7 @@ from membership_core.domain.drip import (
     FromCohortStart,
     OnDate,
 )
+from membership_core.domain.email_settings import EmailChoice, EmailSettings, StoredTemplate
 from membership_core.domain.enrollments import (
     Enrollment,
     EnrollmentSource,
@@ -435,6 +436,28 @@ def site_settings(**kw: Any) -> SiteSettings:
     return SiteSettings(**kw)
 
 
+def email_settings(**kw: Any) -> EmailSettings:
+    values: dict[str, Any] = {
+        "welcome": EmailChoice(enabled=False),
+        "drip": EmailChoice(enabled=True, template_id="tpl_x", enabled_at=T0),
+    }
+    return EmailSettings(**(values | kw))
+
+
+def stored_template(**kw: Any) -> StoredTemplate:
+    values: dict[str, Any] = {
+        "id": _id("tpl"),
+        "name": f"Template {next(_n)}",
+        "kind": "welcome",
+        "subject": "Welcome, {{ member.first_name }}",
+        "html": "<p>{{ login_url }}</p>",
+        "text": None,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return StoredTemplate(**(values | kw))
+
+
 def checkpoint(**kw: Any) -> Checkpoint:
     values: dict[str, Any] = {"id": _id("chk"), "position": 1234, "updated_at": T0}
     return Checkpoint(**(values | kw))
@@ -533,6 +556,8 @@ BUILDERS: dict[str, Any] = {
     "handled_events": handled_event,
     "mail": outbox_message,
     "settings": site_settings,
+    "email_settings": email_settings,
+    "email_templates": stored_template,
     "checkpoints": checkpoint,
     "coupons": stored_coupon,
 }

@@ -59,6 +59,7 @@ from membership_core.domain.drip import (
     FromAccessGrant,
     LessonAvailability,
 )
+from membership_core.domain.email_settings import AutomatedEmail
 from membership_core.domain.offers import CheckoutPage
 from membership_core.errors import TooManyAttempts
 from membership_core.ports.payments import PaymentResult, PaymentStatus
@@ -119,6 +120,7 @@ class Acme:
     #: The drip course's records and A's own schedule of it for bob, as A answers.
     drip_course: tuple[Product, tuple[Category, ...], tuple[Lesson, ...]]
     bob_schedule: Mapping[str, LessonAvailability] | None
+    template: str  # A's welcome template, selected for the welcome email
     #: Every generated id of A's rows (see :func:`_generated_ids`).
     ids: frozenset[str] = field(default=frozenset())
 
@@ -156,6 +158,13 @@ def _build_acme(a: TestPortal) -> Acme:
         support_email="help@acme.example",
         sender_email="hello@acme.example",
     )
+    template = a.templates.create(
+        "Acme welcome",
+        kind="welcome",
+        subject="Welcome to {{ portal.title }}",
+        html='<img src="https://acme.example/logo.png"> <a href="{{ login_url }}">Log in</a>',
+    )
+    a.settings.update_email("welcome", enabled=True, template_id=template.id)
     course = build_course(a, lessons=3, title="Acme Python")
     first, _, third = course.lessons
     subcategory = a.catalog.add_category(course.product.id, "Appendix", parent_id=first.category_id)
@@ -286,6 +295,7 @@ def _build_acme(a: TestPortal) -> Acme:
         magic_code=magic2.code,
         drip_course=drip_course,
         bob_schedule=_schedule(a, drip_course, bought.member_id),
+        template=template.id,
     )
 
 
@@ -326,7 +336,7 @@ def _build_globex(b: TestPortal) -> Globex:
 Snapshot = dict[str, list[tuple[str, ...]]]
 
 #: Collections whose ids are names (or hashes of them), the same in every portal.
-_NAMED_IDS = frozenset({"settings", "checkpoints", "attempt_counters"})
+_NAMED_IDS = frozenset({"settings", "email_settings", "checkpoints", "attempt_counters"})
 
 
 def _snapshot(storage: SqlStorage, tenant: str) -> Snapshot:
@@ -418,6 +428,16 @@ def _queue(b: TestPortal, a: Acme, g: Globex) -> object:
             idempotency_key=a.message_key,
             member_id=a.ada,
             deliver_now=False,
+        )
+
+
+def _queue_automated(b: TestPortal, a: Acme, g: Globex) -> object:
+    """Queue B's welcome (off in B) for B's member under A's key, in B's unit of work."""
+    with b.storage.unit_of_work(b.tenant) as uow:
+        member = uow.members.get(g.member)
+        assert member is not None
+        return b.mail.queue_automated(
+            uow, AutomatedEmail.WELCOME, member, {}, a.message_key, b.clock.now()
         )
 
 
@@ -670,7 +690,31 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
             lambda r, b, a, g: r is not None and r.id not in a.ids, lambda b, a, g: _queue(b, a, g)
         )
     ],
+    "mail.queue_automated": [
+        # The welcome email is off in B, whatever A chose: nothing is queued.
+        answers(lambda r, b, a, g: r is None, lambda b, a, g: _queue_automated(b, a, g))
+    ],
+    "mail.send_automated": [
+        missing(lambda b, a, g: b.mail.send_automated("new_comment", a.ada)),
+    ],
     "mail.resend": [missing(lambda b, a, g: b.mail.resend(a.message))],
+    "templates.get": [missing(lambda b, a, g: b.templates.get(a.template))],
+    "templates.preview": [missing(lambda b, a, g: b.templates.preview(a.template))],
+    "templates.update": [missing(lambda b, a, g: b.templates.update(a.template, name="Taken"))],
+    "templates.delete": [missing(lambda b, a, g: b.templates.delete(a.template))],
+    "templates.create": [
+        # A's template name is free in B: B gets a template of its own.
+        answers(
+            lambda r, b, a, g: r.name == "Acme welcome" and r.id not in a.ids,
+            lambda b, a, g: b.templates.create(
+                "Acme welcome", kind="welcome", subject="Hi", html="<p>Hi</p>"
+            ),
+            writes=True,
+        )
+    ],
+    "settings.update_email": [
+        missing(lambda b, a, g: b.settings.update_email("welcome", template_id=a.template)),
+    ],
     "mail.send": [
         missing(lambda b, a, g: b.mail.send(a.fay, "welcome")),
         missing(lambda b, a, g: b.mail.send(a.ada, "welcome", idempotency_key=a.message_key)),
@@ -874,6 +918,11 @@ BLIND_CALLS: dict[str, Attempt] = {
     "settings.site": answers(
         lambda r, b, a, g: r.title == "Globex", lambda b, a, g: b.settings.site()
     ),
+    "settings.email": answers(
+        lambda r, b, a, g: not r.welcome.enabled and r.welcome.template_id is None,
+        lambda b, a, g: b.settings.email(),
+    ),
+    "templates.list": answers(lambda r, b, a, g: r == [], lambda b, a, g: b.templates.list()),
     "settings.update_site": answers(
         lambda r, b, a, g: r.title == "Globex Labs",
         lambda b, a, g: b.settings.update_site(title="Globex Labs"),

@@ -36,6 +36,7 @@ from .services.catalog import CatalogService
 from .services.certificates import CertificatesService
 from .services.checkout import CheckoutService
 from .services.drip import DripService
+from .services.email_templates import EmailTemplatesService
 from .services.events import EventDispatcher
 from .services.mail import MailService
 from .services.members import MembersService
@@ -245,6 +246,7 @@ class Portal:
             policy,
         )
         self.settings = SettingsService(context)
+        self.templates = EmailTemplatesService(context)
         self._events = EventDispatcher(context, self.certificates, self.mail)
         context.after_commit = self._after_commit
         context.listened = self._events.listens_to

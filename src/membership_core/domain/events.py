@@ -24,6 +24,7 @@ __all__ = [
     "HandledEvent",
     "LessonCompleted",
     "LessonCompletionUndone",
+    "LessonPublished",
     "LessonsUnlocked",
     "MemberCreated",
     "MemberDeleted",
@@ -100,6 +101,17 @@ class ProductUnpublished(DomainEvent):
     """A product was taken back to draft."""
 
     product_id: str
+
+
+@attrs.frozen(kw_only=True)
+class LessonPublished(DomainEvent):
+    """A lesson became visible in a published product (added published, or published later).
+
+    The "new course materials" email to the product's members hangs off it.
+    """
+
+    product_id: str
+    lesson_id: str
 
 
 @attrs.frozen(kw_only=True)
@@ -237,6 +249,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = _register(
     MemberDeleted,
     ProductPublished,
     ProductUnpublished,
+    LessonPublished,
     OfferPurchased,
     AccessGranted,
     AccessRevoked,

@@ -27,6 +27,7 @@ from ..domain.certificates import Certificate
 from ..domain.checkpoints import Checkpoint
 from ..domain.coupons import StoredCoupon
 from ..domain.credentials import AccountRequest, AccountToken, Credential
+from ..domain.email_settings import EmailSettings, StoredTemplate
 from ..domain.enrollments import Enrollment, Purchase
 from ..domain.events import EventRecord, HandledEvent
 from ..domain.mail import OutboxMessage
@@ -96,7 +97,7 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
     Collection(
         "enrollments",
         Enrollment,
-        indexes=(("member_id", "product_id"), ("purchase_id",), ("ends_at",)),
+        indexes=(("member_id", "product_id"), ("purchase_id",), ("ends_at",), ("product_id",)),
     ),
     Collection(
         "purchases",
@@ -166,6 +167,8 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         indexes=(("status", "next_attempt_at"), ("member_id",)),
     ),
     Collection("settings", SiteSettings),
+    Collection("email_settings", EmailSettings),
+    Collection("email_templates", StoredTemplate, unique=(("name",),)),
     Collection("checkpoints", Checkpoint),
     Collection("coupons", StoredCoupon, unique=(("code",),)),
 )
@@ -272,6 +275,8 @@ class Repositories(Protocol):
     handled_events: Repository[HandledEvent]
     mail: Repository[OutboxMessage]
     settings: Repository[SiteSettings]
+    email_settings: Repository[EmailSettings]
+    email_templates: Repository[StoredTemplate]
     checkpoints: Repository[Checkpoint]
     coupons: Repository[StoredCoupon]
 

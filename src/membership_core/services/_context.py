@@ -43,7 +43,7 @@ class Context:
     portal: Portal | None = None
     #: Whether anything (a built-in handler, a plugin observer) listens to an event;
     #: set by the portal. Events nobody listens to are recorded already dispatched.
-    listened: Callable[[DomainEvent], bool] = lambda _event: True
+    listened: Callable[[UnitOfWork, DomainEvent], bool] = lambda _uow, _event: True
     #: Course structures read recently, shared by the portal's services.
     structures: StructureCache = attrs.field(factory=StructureCache)
     _local: threading.local = attrs.field(factory=threading.local)
@@ -79,7 +79,7 @@ class Service:
         payload = unstructure(event)
         # Kept in the outbox either way (a record of what happened); only events
         # someone listens to wait for dispatch.
-        listened = self._ctx.listened(event)
+        listened = self._ctx.listened(uow, event)
         dispatched_at = None if listened else event.occurred_at
         uow.events.add(EventRecord(event.id, event.type, payload, event.occurred_at, dispatched_at))
         if listened:

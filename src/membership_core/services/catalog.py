@@ -18,7 +18,7 @@ from ..domain.catalog import (
     check_publishable,
     ordered,
 )
-from ..domain.events import ProductPublished, ProductUnpublished
+from ..domain.events import LessonPublished, ProductPublished, ProductUnpublished
 from ..errors import Conflict, ValidationError
 from ..ports.storage import UnitOfWork
 from ._context import Service
@@ -217,7 +217,7 @@ class CatalogService(Service):
             v.boolean(name, flag)
         now = self._ctx.now()
         with self._ctx.uow() as uow:
-            self._require_for_update(uow.products, "product", product_id, "product_id")
+            product = self._require_for_update(uow.products, "product", product_id, "product_id")
             self._category(uow, product_id, category_id, "category_id")
             position = uow.lessons.count({"category_id": category_id})
             lesson = Lesson(
@@ -237,7 +237,10 @@ class CatalogService(Service):
             )
             uow.lessons.add(lesson)
             self._touch(uow, product_id)
+            if published and product.published:
+                self._record(uow, LessonPublished, product_id=product_id, lesson_id=lesson.id)
             uow.commit()
+        self._committed()
         return lesson
 
     def get_lesson(self, lesson_id: str) -> Lesson:
@@ -273,12 +276,19 @@ class CatalogService(Service):
             if not isinstance(flag, _Unset):
                 changes[name] = v.boolean(name, flag)
         with self._ctx.uow() as uow:
-            lesson = self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
-            self._require_for_update(uow.products, "product", lesson.product_id, "lesson_id")
-            lesson = attrs.evolve(lesson, **changes, updated_at=self._ctx.now())
+            before = self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
+            product = self._require_for_update(
+                uow.products, "product", before.product_id, "lesson_id"
+            )
+            lesson = attrs.evolve(before, **changes, updated_at=self._ctx.now())
             uow.lessons.update(lesson)
             self._touch(uow, lesson.product_id)
+            if lesson.published and not before.published and product.published:
+                self._record(
+                    uow, LessonPublished, product_id=lesson.product_id, lesson_id=lesson.id
+                )
             uow.commit()
+        self._committed()
         return lesson
 
     def delete_lesson(self, lesson_id: str) -> None:

@@ -22,6 +22,7 @@ from ..errors import Conflict
 from ..ports.storage import UnitOfWork
 from ..serialization import structure
 from ._context import Context, Service
+from .automated_emails import AutomatedEmails
 from .certificates import CertificatesService, verification_url
 from .mail import MailService, member_values, portal_values
 
@@ -49,6 +50,8 @@ class EventDispatcher(Service):
             ("course_completed.certificate", CourseCompleted, self._issue_certificate),
             ("course_completed.email", CourseCompleted, self._completion_email),
         ]
+        self._automated = AutomatedEmails(context, mail)
+        self._handlers.extend(self._automated.handlers())
 
     def dispatch_pending(self, *, limit: int = 1000) -> int:
         """Deliver undispatched events, oldest first; return how many finished.
@@ -128,11 +131,22 @@ class EventDispatcher(Service):
                     uow.events.update(attrs.evolve(current, dispatched_at=now))
             uow.commit()
 
-    def listens_to(self, event: DomainEvent) -> bool:
-        """Whether a built-in handler or a plugin observer takes ``event``."""
-        if any(isinstance(event, event_type) for _, event_type, _ in self._handlers):
+    def listens_to(self, uow: UnitOfWork, event: DomainEvent) -> bool:
+        """Whether a built-in handler or a plugin observer takes ``event`` (recorded in ``uow``).
+
+        An automated email switched off does not listen: its events are stored
+        already dispatched, as if nobody listened, and switching it on later
+        sends nothing for them.
+        """
+        if self._ctx.plugins.hook.membership_domain_event.get_hookimpls():
             return True
-        return bool(self._ctx.plugins.hook.membership_domain_event.get_hookimpls())
+        if self._automated.sends_for(uow, event):
+            return True
+        return any(
+            isinstance(event, event_type)
+            for name, event_type, _ in self._handlers
+            if not self._automated.owns(name)
+        )
 
     def _run(self, name: str, handler: Handler, event: DomainEvent) -> bool:
         try:

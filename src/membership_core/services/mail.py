@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import formataddr
 from typing import Any
 
@@ -13,12 +13,20 @@ import attrs
 
 from .. import _validate as v
 from ..domain.credentials import AccountPolicy, MagicLink, TokenPurpose
+from ..domain.email_settings import AutomatedEmail, EmailSettings
 from ..domain.mail import EmailMessage, MailStatus, OutboxMessage
 from ..domain.members import Member, MemberStatus
 from ..domain.settings import SiteSettings
 from ..errors import Conflict, MailDeliveryError, ValidationError
 from ..ports.storage import UnitOfWork
-from ..templating import DEFAULT_TEMPLATES, RenderedEmail, TemplateRenderer, load_default
+from ..templating import (
+    DEFAULT_TEMPLATES,
+    EmailTemplate,
+    RenderedEmail,
+    TemplateError,
+    TemplateRenderer,
+    load_default,
+)
 from ._context import Context, Service
 from ._tokens import mint_token
 
@@ -54,6 +62,19 @@ def portal_values(settings: SiteSettings) -> dict[str, str | None]:
     return {"title": settings.title, "url": settings.base_url.rstrip("/"), "logo_url": None}
 
 
+#: Stands in for the login link while a chosen template is tried (minting one is a write).
+_LINK_PLACEHOLDER = {"login_url": "https://example.invalid/sign-in", "login_code": "XXXX-XXXX"}
+
+
+def _plain_values(values: object) -> dict[str, Any]:
+    """``values`` of :meth:`MailService.send`: a mapping with string keys (or ``None``)."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+        raise ValidationError("values", "must be a mapping of names to plain data")
+    return dict(values)
+
+
 class MailService(Service):
     """Queued and sent email of the portal. ``portal.mail``."""
 
@@ -75,8 +96,9 @@ class MailService(Service):
         idempotency_key: str,
         member_id: str | None = None,
         deliver_now: bool = True,
+        template: EmailTemplate | None = None,
     ) -> OutboxMessage | None:
-        """Render the ``kind`` template and queue it in ``uow``'s transaction.
+        """Render the ``kind`` template (or ``template``) and queue it in ``uow``'s transaction.
 
         Returns ``None`` when a message with this ``idempotency_key`` was
         already queued: the same cause never sends the same email twice.
@@ -87,7 +109,9 @@ class MailService(Service):
         if uow.mail.find({"idempotency_key": idempotency_key}, limit=1):
             return None
         settings = self._site(uow)
-        rendered = self.render(kind, self._with_login_link(uow, kind, context, member_id, settings))
+        template = template or load_default(kind)
+        values = self._with_login_link(uow, template, context, member_id, settings)
+        rendered = self.render(kind, values, template=template)
         sender = formataddr((settings.sender_name or settings.title, settings.sender_email))
         message_id = self._ctx.ids.new("msg")
         now = self._ctx.now()
@@ -140,11 +164,7 @@ class MailService(Service):
             raise ValidationError(
                 "kind", f"unknown email {kind!r}; expected one of {', '.join(DEFAULT_TEMPLATES)}"
             )
-        if values is not None and (
-            not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values)
-        ):
-            raise ValidationError("values", "must be a mapping of names to plain data")
-        extra = dict(values or {})
+        extra = _plain_values(values)
         if idempotency_key is not None:
             idempotency_key = v.text("idempotency_key", idempotency_key, max_length=200)
         with self._ctx.uow() as uow:
@@ -167,10 +187,94 @@ class MailService(Service):
         self._committed()
         return message
 
+    def send_automated(
+        self,
+        email: AutomatedEmail | str,
+        member_id: str,
+        *,
+        values: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> OutboxMessage | None:
+        """Send an automated email the way the portal's email settings say, or not at all.
+
+        For the emails the host triggers itself (``"new_comment"``: comments
+        live in the host). Returns ``None`` when the email is switched off (or
+        the ``idempotency_key`` was used); otherwise the message, rendered with
+        the template chosen in ``portal.settings.email()``.
+        """
+        kind = v.choice("email", email, AutomatedEmail)
+        v.identifier("member_id", member_id, "mem")
+        extra = _plain_values(values)
+        if idempotency_key is not None:
+            idempotency_key = v.text("idempotency_key", idempotency_key, max_length=200)
+        with self._ctx.uow() as uow:
+            member = self._require(uow.members, "member", member_id, "member_id")
+            message = self.queue_automated(
+                uow,
+                kind,
+                member,
+                extra,
+                idempotency_key or f"{kind.value}:{self._ctx.ids.new('msg')}",
+                self._ctx.now(),
+            )
+            uow.commit()
+        self._committed()
+        return message
+
+    def queue_automated(
+        self,
+        uow: UnitOfWork,
+        email: AutomatedEmail,
+        member: Member,
+        values: Mapping[str, Any],
+        idempotency_key: str,
+        occurred_at: datetime,
+    ) -> OutboxMessage | None:
+        """Queue ``email`` for ``member`` in ``uow`` if it is on for an event at ``occurred_at``.
+
+        The template is the one chosen in the email settings; one that no
+        longer renders (an admin's mistake the save-time check could not see)
+        falls back to the default, logged, so the member still gets the email.
+        ``values`` are added to ``member`` and ``portal``.
+        """
+        choice = (uow.email_settings.get("email") or EmailSettings()).choice(email)
+        if not choice.sends_for(occurred_at) or member.status is not MemberStatus.ACTIVE:
+            return None
+        context = {
+            **values,
+            "member": member_values(member),
+            "portal": portal_values(self._site(uow)),
+        }
+        stored = uow.email_templates.get(choice.template_id) if choice.template_id else None
+        if stored is not None:
+            chosen = EmailTemplate(stored.subject, stored.html, stored.text)
+            try:
+                self.render(email.value, {**context, **_LINK_PLACEHOLDER}, template=chosen)
+            except TemplateError:
+                log.exception("template %s failed; the default %s is sent", stored.id, email.value)
+            else:
+                return self.queue(
+                    uow,
+                    kind=email.value,
+                    to=member.email,
+                    context=context,
+                    idempotency_key=idempotency_key,
+                    member_id=member.id,
+                    template=chosen,
+                )
+        return self.queue(
+            uow,
+            kind=email.value,
+            to=member.email,
+            context=context,
+            idempotency_key=idempotency_key,
+            member_id=member.id,
+        )
+
     def _with_login_link(
         self,
         uow: UnitOfWork,
-        kind: str,
+        template: EmailTemplate,
         context: Mapping[str, Any],
         member_id: str | None,
         settings: SiteSettings,
@@ -178,7 +282,7 @@ class MailService(Service):
         """``context`` with a one-time ``login_url`` and ``login_code`` if the email uses them."""
         if "login_url" in context or member_id is None:
             return context
-        used = self._renderer.variables(load_default(kind))
+        used = self._renderer.variables(template)
         if not used & {"login_url", "login_code"}:
             return context
         member = uow.members.get(member_id)
@@ -189,15 +293,18 @@ class MailService(Service):
         assert isinstance(link, MagicLink)
         return {**context, "login_url": link.url, "login_code": link.code}
 
-    def render(self, kind: str, context: Mapping[str, Any]) -> RenderedEmail:
-        """Render the ``kind`` email with ``context`` and the plugins' extra values."""
+    def render(
+        self, kind: str, context: Mapping[str, Any], *, template: EmailTemplate | None = None
+    ) -> RenderedEmail:
+        """Render the ``kind`` email (its default template, or ``template``) with
+        ``context`` and the plugins' extra values."""
         values = dict(context)
         for extra in self._ctx.plugins.hook.membership_template_context(
             portal=self._ctx.portal, kind=kind, context=dict(values)
         ):
             if extra:
                 values.update(extra)
-        return self._renderer.render(load_default(kind), values)
+        return self._renderer.render(template or load_default(kind), values)
 
     def outbox(
         self, *, status: MailStatus | str | None = None, limit: int = 100

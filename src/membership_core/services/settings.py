@@ -1,4 +1,4 @@
-"""Portal settings: site info (more areas arrive with their issues)."""
+"""Portal settings: site info and email settings (more areas arrive with their issues)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from .. import _validate as v
+from ..domain.email_settings import AutomatedEmail, EmailSettings
 from ..domain.events import SettingsChanged
 from ..domain.money import CURRENCY_EXPONENTS
 from ..domain.settings import SiteSettings
@@ -96,5 +97,72 @@ class SettingsService(Service):
             if changed:
                 self._record(uow, SettingsChanged, area="site", fields=changed)
             uow.commit()
+        self._committed()
+        return updated
+
+    # -- email settings -----------------------------------------------------------------
+
+    def email(self) -> EmailSettings:
+        """Which automated emails are sent, and with which template (all on, defaults)."""
+        with self._ctx.uow(write=False) as uow:
+            return uow.email_settings.get("email") or EmailSettings()
+
+    def update_email(
+        self,
+        email: AutomatedEmail | str,
+        *,
+        enabled: bool | _Unset = UNSET,
+        template_id: str | _Unset | None = UNSET,
+    ) -> EmailSettings:
+        """Switch one automated email on or off, or choose its template.
+
+        ``template_id`` names a template made with ``portal.templates.create``
+        for the same kind of email (``None``: back to the default). Switching
+        an email on sends it for what happens from now on, never for what
+        happened while it was off.
+
+        >>> from membership_core import Portal
+        >>> portal = Portal.open("memory://")
+        >>> portal.settings.update_email("drip", enabled=False).drip.enabled
+        False
+        """
+        kind = v.choice("email", email, AutomatedEmail)
+        if not isinstance(enabled, _Unset):
+            v.boolean("enabled", enabled)
+        if not isinstance(template_id, _Unset) and template_id is not None:
+            v.identifier("template_id", template_id, "tpl")
+        with self._ctx.uow() as uow:
+            current = uow.email_settings.get_for_update("email")
+            before = current or EmailSettings()
+            choice = before.choice(kind)
+            new = choice
+            if not isinstance(template_id, _Unset):
+                if template_id is not None:
+                    template = self._require(
+                        uow.email_templates, "template", template_id, "template_id"
+                    )
+                    if template.kind != kind.value:
+                        raise ValidationError(
+                            "template_id",
+                            f"is a template for {template.kind!r} emails, not {kind.value!r} ones",
+                        )
+                new = attrs.evolve(new, template_id=template_id)
+            if not isinstance(enabled, _Unset) and enabled != choice.enabled:
+                new = attrs.evolve(
+                    new, enabled=enabled, enabled_at=self._ctx.now() if enabled else None
+                )
+            updated = before.with_choice(kind, new)
+            if updated != before:
+                if current is None:
+                    uow.email_settings.add(updated)
+                else:
+                    uow.email_settings.update(updated)
+                changed = tuple(
+                    f"{kind.value}.{name}"
+                    for name in ("enabled", "template_id")
+                    if getattr(new, name) != getattr(choice, name)
+                )
+                self._record(uow, SettingsChanged, area="email", fields=changed)
+                uow.commit()
         self._committed()
         return updated
