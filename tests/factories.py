@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from membership_core.domain.assessments import (
+    Assessment,
+    Attempt,
+    Choice,
+    MatchMode,
+    Question,
+    QuestionKind,
+    QuestionResult,
+    Score,
+)
 from membership_core.domain.billing import Billing, BillingStatus
 from membership_core.domain.catalog import Category, Lesson, LessonKind, Product, ProductStatus
 from membership_core.domain.certificates import Certificate
@@ -436,6 +446,50 @@ def site_settings(**kw: Any) -> SiteSettings:
     return SiteSettings(**kw)
 
 
+def assessment(**kw: Any) -> Assessment:
+    values: dict[str, Any] = {
+        "id": _id("asm"),
+        "product_id": "prod_x",
+        "lesson_id": _id("les"),
+        "questions": (
+            Question(
+                "q1",
+                QuestionKind.SINGLE_CHOICE,
+                "Pick one",
+                ("b",),
+                (Choice("a", "A"), Choice("b", "B")),
+                points=2,
+            ),
+            Question("q2", QuestionKind.SHORT_TEXT, "Say it", ("Élan",), match=MatchMode.EXACT),
+        ),
+        "pass_percent": 70,
+        "max_attempts": 3,
+        "wait_between": timedelta(hours=1),
+        "time_limit": None,
+        "shuffle": True,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return Assessment(**(values | kw))
+
+
+def assessment_attempt(**kw: Any) -> Attempt:
+    values: dict[str, Any] = {
+        "id": _id("att"),
+        "assessment_id": "asm_x",
+        "member_id": "mem_x",
+        "number": next(_n),
+        "seed": 123456789,
+        "started_at": T0,
+        "deadline": T0 + timedelta(minutes=30),
+        "submitted_at": T0,
+        "answers": {"q1": ("b",), "q2": ("élan",)},
+        "score": Score(2, 3, 66, False, (QuestionResult("q1", True, 2),)),
+        "late": False,
+    }
+    return Attempt(**(values | kw))
+
+
 def email_settings(**kw: Any) -> EmailSettings:
     values: dict[str, Any] = {
         "welcome": EmailChoice(enabled=False),
@@ -556,6 +610,8 @@ BUILDERS: dict[str, Any] = {
     "handled_events": handled_event,
     "mail": outbox_message,
     "settings": site_settings,
+    "assessments": assessment,
+    "assessment_attempts": assessment_attempt,
     "email_settings": email_settings,
     "email_templates": stored_template,
     "checkpoints": checkpoint,

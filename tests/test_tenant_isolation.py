@@ -53,6 +53,7 @@ from membership_core import (
 )
 from membership_core.adapters.sql import SqlStorage
 from membership_core.adapters.sql.schema import tables
+from membership_core.domain.assessments import Question, QuestionKind
 from membership_core.domain.drip import (
     AfterDelay,
     DripSettings,
@@ -72,6 +73,7 @@ from membership_core.testing.gateway import Pending, WebhookDelivery
 from .helpers import build_course
 
 PASSWORD = "correct horse battery"
+QUIZ_QUESTION = Question("q1", QuestionKind.TRUE_FALSE, "Is Acme the best?", ("true",))
 NEW_PASSWORD = "staple orbit lantern"
 MONTHLY = BillingPeriod(Interval.MONTH)
 
@@ -121,6 +123,8 @@ class Acme:
     drip_course: tuple[Product, tuple[Category, ...], tuple[Lesson, ...]]
     bob_schedule: Mapping[str, LessonAvailability] | None
     template: str  # A's welcome template, selected for the welcome email
+    quiz: str  # the assessment of ``lesson``, passed by ada
+    attempt: str  # ada's passed attempt
     #: Every generated id of A's rows (see :func:`_generated_ids`).
     ids: frozenset[str] = field(default=frozenset())
 
@@ -198,6 +202,9 @@ def _build_acme(a: TestPortal) -> Acme:
 
     # ada: the free course, completed (a certificate), a password, links and a reset
     free = a.checkout.purchase(course.offer.id, email="ada@acme.example", first_name="Ada")
+    quiz = a.assessments.create(course.lessons[0].id, [QUIZ_QUESTION], pass_percent=100)
+    attempt = a.assessments.start_attempt(free.member_id, quiz.id)
+    assert a.assessments.submit(free.member_id, attempt.attempt_id, {"q1": True}).passed
     for lesson in course.lessons:
         a.progress.complete_lesson(free.member_id, lesson.id)
     (certificate,) = a.certificates.for_member(free.member_id)
@@ -296,6 +303,8 @@ def _build_acme(a: TestPortal) -> Acme:
         drip_course=drip_course,
         bob_schedule=_schedule(a, drip_course, bought.member_id),
         template=template.id,
+        quiz=quiz.id,
+        attempt=attempt.attempt_id,
     )
 
 
@@ -698,6 +707,35 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
         missing(lambda b, a, g: b.mail.send_automated("new_comment", a.ada)),
     ],
     "mail.resend": [missing(lambda b, a, g: b.mail.resend(a.message))],
+    # -- assessments
+    "assessments.create": [
+        missing(lambda b, a, g: b.assessments.create(a.lesson, [QUIZ_QUESTION])),
+    ],
+    "assessments.get": [missing(lambda b, a, g: b.assessments.get(a.quiz))],
+    "assessments.for_lesson": [missing(lambda b, a, g: b.assessments.for_lesson(a.lesson))],
+    "assessments.update": [
+        missing(lambda b, a, g: b.assessments.update(a.quiz, pass_percent=1)),
+    ],
+    "assessments.delete": [missing(lambda b, a, g: b.assessments.delete(a.quiz))],
+    "assessments.allowance": [
+        missing(lambda b, a, g: b.assessments.allowance(a.ada, a.quiz)),
+        missing(lambda b, a, g: b.assessments.allowance(g.member, a.quiz)),
+    ],
+    "assessments.start_attempt": [
+        missing(lambda b, a, g: b.assessments.start_attempt(a.ada, a.quiz)),
+        missing(lambda b, a, g: b.assessments.start_attempt(g.member, a.quiz)),
+    ],
+    "assessments.submit": [
+        missing(lambda b, a, g: b.assessments.submit(a.ada, a.attempt, {"q1": True})),
+        missing(lambda b, a, g: b.assessments.submit(g.member, a.attempt, {"q1": True})),
+    ],
+    "assessments.attempts": [
+        missing(lambda b, a, g: b.assessments.attempts(a.ada, a.quiz)),
+        missing(lambda b, a, g: b.assessments.attempts(g.member, a.quiz)),
+    ],
+    "assessments.best_score": [
+        missing(lambda b, a, g: b.assessments.best_score(g.member, a.quiz)),
+    ],
     "templates.get": [missing(lambda b, a, g: b.templates.get(a.template))],
     "templates.preview": [missing(lambda b, a, g: b.templates.preview(a.template))],
     "templates.update": [missing(lambda b, a, g: b.templates.update(a.template, name="Taken"))],

@@ -31,6 +31,7 @@ from .ports.throttle import AttemptThrottle
 from .services._context import Context
 from .services.access import DEFAULT_EXPIRY_REMINDER, AccessService
 from .services.accounts import AccountsService
+from .services.assessments import AssessmentsService
 from .services.billing import BillingService
 from .services.catalog import CatalogService
 from .services.certificates import CertificatesService
@@ -235,6 +236,7 @@ class Portal:
         self.drip = DripService(context)
         self.access = AccessService(context, self.drip, expiry_reminder)
         self.progress = ProgressService(context, self.access)
+        self.assessments = AssessmentsService(context, self.access, self.progress)
         self.certificates = CertificatesService(context)
         policy = accounts or AccountPolicy()
         self.mail = MailService(context, policy)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import cattrs
@@ -46,6 +46,21 @@ def _make() -> cattrs.Converter:
         return parsed
 
     converter.register_structure_hook(datetime, structure_datetime)
+
+    # Durations are seconds: a whole number when they are whole, exact to the microsecond.
+    def unstructure_timedelta(value: timedelta) -> int | float:
+        seconds = value.total_seconds()
+        return int(seconds) if seconds.is_integer() else seconds
+
+    def structure_timedelta(value: object, _: type) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected seconds as a number, got {type(value).__name__}")
+        return timedelta(seconds=value)
+
+    converter.register_unstructure_hook(timedelta, unstructure_timedelta)
+    converter.register_structure_hook(timedelta, structure_timedelta)
 
     # cattrs would coerce "1" to 1 and 5 to "5"; stored and received data must
     # already have the right type, so a mix-up is reported, not papered over.

@@ -17,6 +17,8 @@ __all__ = [
     "AccessExpired",
     "AccessExpiring",
     "AccessRevoked",
+    "AssessmentFailed",
+    "AssessmentPassed",
     "CertificateIssued",
     "CourseCompleted",
     "DomainEvent",
@@ -195,6 +197,30 @@ class LessonsUnlocked(DomainEvent):
 
 
 @attrs.frozen(kw_only=True)
+class AssessmentPassed(DomainEvent):
+    """A member passed an assessment (which completed its lesson)."""
+
+    member_id: str
+    product_id: str
+    lesson_id: str
+    assessment_id: str
+    attempt_id: str
+    percent: int
+
+
+@attrs.frozen(kw_only=True)
+class AssessmentFailed(DomainEvent):
+    """A member submitted an attempt that did not pass (or came too late)."""
+
+    member_id: str
+    product_id: str
+    lesson_id: str
+    assessment_id: str
+    attempt_id: str
+    percent: int
+
+
+@attrs.frozen(kw_only=True)
 class CourseCompleted(DomainEvent):
     """A member completed every required lesson of a product; fires once per member and product."""
 
@@ -258,6 +284,8 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = _register(
     LessonCompleted,
     LessonCompletionUndone,
     LessonsUnlocked,
+    AssessmentPassed,
+    AssessmentFailed,
     CourseCompleted,
     CertificateIssued,
     SettingsChanged,

@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 import attrs
 
+from ..domain.assessments import Assessment, Attempt
 from ..domain.billing import Billing
 from ..domain.catalog import Category, Lesson, Product
 from ..domain.certificates import Certificate
@@ -167,6 +168,13 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         indexes=(("status", "next_attempt_at"), ("member_id",)),
     ),
     Collection("settings", SiteSettings),
+    Collection("assessments", Assessment, unique=(("lesson_id",),), indexes=(("product_id",),)),
+    Collection(
+        "assessment_attempts",
+        Attempt,
+        unique=(("assessment_id", "member_id", "number"),),
+        indexes=(("member_id",),),
+    ),
     Collection("email_settings", EmailSettings),
     Collection("email_templates", StoredTemplate, unique=(("name",),)),
     Collection("checkpoints", Checkpoint),
@@ -275,6 +283,8 @@ class Repositories(Protocol):
     handled_events: Repository[HandledEvent]
     mail: Repository[OutboxMessage]
     settings: Repository[SiteSettings]
+    assessments: Repository[Assessment]
+    assessment_attempts: Repository[Attempt]
     email_settings: Repository[EmailSettings]
     email_templates: Repository[StoredTemplate]
     checkpoints: Repository[Checkpoint]

@@ -80,6 +80,22 @@ def ensure_drip_progress(
         uow.drip_progress.add(DripProgress(new_id, member_id, product_id, frozenset(), at, None))
 
 
+def passed_assessments(
+    uow: UnitOfWork, member_id: str, rules: Mapping[str, Sequence[DripRule]]
+) -> frozenset[str]:
+    """The assessments ``rules`` wait for that the member has passed (no read without any)."""
+    wanted = {
+        rule.assessment_id
+        for item_rules in rules.values()
+        for rule in item_rules
+        if isinstance(rule, schedule.AfterAssessment)
+    }
+    if not wanted:
+        return frozenset()
+    attempts = uow.assessment_attempts.find({"member_id": member_id})
+    return frozenset(a.assessment_id for a in attempts if a.assessment_id in wanted and a.passed)
+
+
 def look_again(uow: UnitOfWork, member_id: str, product_id: str, at: datetime) -> None:
     """Have the next tick re-evaluate a member's schedule from ``at``.
 
@@ -257,14 +273,16 @@ class DripService(Service):
             first_visit_at=first_visit,
         )
         visible = [lesson for lesson in ordered(categories, lessons) if lesson.published]
+        rules = product.drip_rules if rules is None else rules
         return schedule.evaluate(
             visible,
             categories,
-            product.drip_rules if rules is None else rules,
+            rules,
             settings=settings,
             start=start,
             now=at,
             completed=completed,
+            passed_assessments=passed_assessments(uow, member_id, rules),
             unlocked=unlocked,
         )
 

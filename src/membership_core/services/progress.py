@@ -48,42 +48,49 @@ class ProgressService(Service):
             # Locking the member serializes their completions, so two lessons
             # finished at once cannot both miss that the course is complete.
             self._require_for_update(uow.members, "member", member_id, "member_id")
-            decision, _lesson, product = self._access._decide(uow, member_id, lesson_id, now)
-            # A preview is open to anyone; only members with access make progress,
-            # or a course of preview lessons would hand out free certificates.
-            if not decision.allowed or decision.reason is AccessReason.PREVIEW:
-                reason = "preview only" if decision.allowed else decision.reason.value
-                raise AccessDenied(
-                    f"member may not complete lesson {lesson_id!r}: {reason}",
-                    field="lesson_id",
-                )
-            where = {"member_id": member_id, "product_id": product.id}
-            completions = uow.lesson_completions.find(where)
-            if not any(c.lesson_id == lesson_id for c in completions):
-                completion = LessonCompletion(
-                    self._ctx.ids.new("lcm"), member_id, product.id, lesson_id, now
-                )
-                uow.lesson_completions.add(completion)
-                completions.append(completion)
-                self._record(
-                    uow,
-                    LessonCompleted,
-                    member_id=member_id,
-                    product_id=product.id,
-                    lesson_id=lesson_id,
-                )
-                if product.drip is not None:
-                    look_again(uow, member_id, product.id, now)
-            self._touch(uow, member_id, product.id, now)
-            lessons = uow.lessons.find({"product_id": product.id})
-            progress = compute_progress(member_id, product.id, lessons, completions)
-            if progress.finished and uow.course_completions.count(where) == 0:
-                uow.course_completions.add(
-                    CourseCompletion(self._ctx.ids.new("ccm"), member_id, product.id, now)
-                )
-                self._record(uow, CourseCompleted, member_id=member_id, product_id=product.id)
+            progress = self._complete_in(uow, member_id, lesson_id, now)
             uow.commit()
         self._committed()
+        return progress
+
+    def _complete_in(
+        self, uow: UnitOfWork, member_id: str, lesson_id: str, now: datetime
+    ) -> Progress:
+        """:meth:`complete_lesson` inside the caller's unit of work, member already locked."""
+        decision, _lesson, product = self._access._decide(uow, member_id, lesson_id, now)
+        # A preview is open to anyone; only members with access make progress,
+        # or a course of preview lessons would hand out free certificates.
+        if not decision.allowed or decision.reason is AccessReason.PREVIEW:
+            reason = "preview only" if decision.allowed else decision.reason.value
+            raise AccessDenied(
+                f"member may not complete lesson {lesson_id!r}: {reason}",
+                field="lesson_id",
+            )
+        where = {"member_id": member_id, "product_id": product.id}
+        completions = uow.lesson_completions.find(where)
+        if not any(c.lesson_id == lesson_id for c in completions):
+            completion = LessonCompletion(
+                self._ctx.ids.new("lcm"), member_id, product.id, lesson_id, now
+            )
+            uow.lesson_completions.add(completion)
+            completions.append(completion)
+            self._record(
+                uow,
+                LessonCompleted,
+                member_id=member_id,
+                product_id=product.id,
+                lesson_id=lesson_id,
+            )
+            if product.drip is not None:
+                look_again(uow, member_id, product.id, now)
+        self._touch(uow, member_id, product.id, now)
+        lessons = uow.lessons.find({"product_id": product.id})
+        progress = compute_progress(member_id, product.id, lessons, completions)
+        if progress.finished and uow.course_completions.count(where) == 0:
+            uow.course_completions.add(
+                CourseCompletion(self._ctx.ids.new("ccm"), member_id, product.id, now)
+            )
+            self._record(uow, CourseCompleted, member_id=member_id, product_id=product.id)
         return progress
 
     def undo_completion(self, member_id: str, lesson_id: str, *, reason: str) -> Progress:
