@@ -75,6 +75,7 @@ class MailService(Service):
         idempotency_key: str,
         member_id: str | None = None,
         deliver_now: bool = True,
+        settings: SiteSettings | None = None,
     ) -> OutboxMessage | None:
         """Render the ``kind`` template and queue it in ``uow``'s transaction.
 
@@ -82,11 +83,14 @@ class MailService(Service):
         already queued: the same cause never sends the same email twice.
         ``deliver_now=False`` leaves it to the next ``tick()`` rather than
         sending right after the commit (for requests whose timing must not
-        depend on whether an email was sent).
+        depend on whether an email was sent). ``settings`` are the site
+        settings the caller already read in ``uow`` (for the sender and the
+        sign-in link); without them they are read again, a query per message.
         """
-        if uow.mail.find({"idempotency_key": idempotency_key}, limit=1):
+        if uow.mail.count({"idempotency_key": idempotency_key}):
             return None
-        settings = self._site(uow)
+        if settings is None:
+            settings = self._site(uow)
         rendered = self.render(kind, self._with_login_link(uow, kind, context, member_id, settings))
         sender = formataddr((settings.sender_name or settings.title, settings.sender_email))
         message_id = self._ctx.ids.new("msg")
@@ -162,6 +166,7 @@ class MailService(Service):
                 context=context,
                 idempotency_key=idempotency_key or f"send:{self._ctx.ids.new('msg')}",
                 member_id=member.id,
+                settings=settings,
             )
             uow.commit()
         self._committed()
