@@ -311,6 +311,9 @@ STEPS: tuple[Step, ...] = (
     # the CourseCompleted event's handler.
     Step("completion.commit", "completion", AtWrite("course_completions", "add", "commit")),
     Step("completion.committed", "completion", AtWrite("course_completions", "add", "committed")),
+    # After the handlers ran (the email queued by one of them), the events are marked
+    # dispatched: a crash before that commit runs the handlers again.
+    Step("dispatched.commit", "completion", AtWrite("events", "update", "commit")),
     # Queue: the message is written in the transaction of its cause.
     Step("queue.insert", "queue", AtWrite("mail", "add", "write")),
     Step("queue.commit", "queue", AtWrite("mail", "add", "commit")),
