@@ -294,8 +294,8 @@ class Step:
     """Where the crash falls, and how many duplicates it may cause (0 or 1)."""
 
     name: str
-    #: Which causes have this step: "queue" and "deliver" are every message's; the
-    #: others belong to one cause.
+    #: Which causes have this step (``Cause.stages``): a new step with a new stage needs
+    #: a cause that lists it.
     stage: Literal["link", "completion", "queue", "deliver"]
     at: AtWrite | InMailer
     duplicates: int = 0
