@@ -88,6 +88,19 @@ def test_renewals_tick_details(quick_results: list[dict[str, Any]]) -> None:
     assert details["uses_index"] is True
 
 
+def test_mail_queue_details(quick_results: list[dict[str, Any]]) -> None:
+    (result,) = [r for r in quick_results if r["name"] == "mail_queue"]
+    assert result["target"] == 3.0
+    assert result["unit"] == "ms/email"
+    details = result["details"]
+    assert details["quick"] is True
+    assert details["emails"] == 500
+    assert details["template"] == "drip"
+    assert details["emails_per_unit_of_work"] == 100
+    # The idempotency look-up and the insert: the site settings are read once per batch.
+    assert details["statements_per_email"] < 2.1
+
+
 def test_list_names_every_benchmark() -> None:
     completed = run("--list")
     assert completed.returncode == 0, completed.stderr
@@ -99,6 +112,7 @@ def test_list_names_every_benchmark() -> None:
         "checkout_throughput",
         "drip_tick",
         "login_timing",
+        "mail_queue",
         "renewals_tick",
     } <= set(names)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
+from packaging.version import Version
 
 from membership_core.errors import ValidationError
 from membership_core.templating import (
@@ -288,17 +290,154 @@ def test_sandbox_escapes_fail_at_render(renderer: TemplateRenderer, source: str)
     assert len(FULL_CONTEXT["lessons"]) == 2
 
 
-@pytest.mark.parametrize(
-    "source",
-    # Not the str.format escape: its format string is data, so only the render sees it.
-    [s for s in SANDBOX_ESCAPES if "__" in s and "format" not in s],
-)
+@pytest.mark.parametrize("source", [s for s in SANDBOX_ESCAPES if "__" in s])
 def test_sandbox_escapes_with_dunder_names_fail_at_check(
     renderer: TemplateRenderer, source: str
 ) -> None:
     with pytest.raises(TemplateError, match="unsafe attribute") as info:
         renderer.check(EmailTemplate(subject="Hi", html=source), COMMON_VARIABLES)
     assert info.value.line == 1
+
+
+class Escape(NamedTuple):
+    """A way out of the sandbox, by short name."""
+
+    name: str
+    source: str
+    #: The name the error must report: the first unsafe attribute reached, or the global.
+    refused: str
+    #: Whether :meth:`TemplateRenderer.check` refuses it when the template is saved.
+    at_check: bool = True
+
+
+PUBLISHED_ESCAPES = [
+    # CVE-2016-10745: str.format walks attributes of its arguments itself.
+    Escape("str.format", '{{ "{0.__init__.__globals__}".format(cycler) }}', "__init__"),
+    Escape("str.format-nested", '{{ "{0:{1.__class__}}".format(1, member) }}', "__class__"),
+    # CVE-2019-10906: the same through str.format_map.
+    Escape("str.format_map", '{{ "{m.__class__}".format_map({"m": member}) }}', "__class__"),
+    # CVE-2024-56326 (jinja2 3.1.5): a stored reference to format, called later.
+    Escape("format-stored", '{% set f = "{0.__class__}".format %}{{ f(member) }}', "__class__"),
+    # CVE-2025-27516 (jinja2 3.1.6): |attr fetched the plain, unsandboxed format method.
+    Escape("attr-format", '{{ ("{0.__class__}"|attr("format"))(member) }}', "__class__"),
+    Escape(
+        "attr-format_map",
+        '{{ ("{m.__class__}"|attr("format_map"))({"m": member}) }}',
+        "__class__",
+    ),
+    # __globals__ and __subclasses__ walks from what every template can reach.
+    Escape("cycler", "{{ cycler.__init__.__globals__.os }}", "__init__"),
+    Escape("cycler-method", "{{ cycler('a', 'b').next.__func__.__globals__ }}", "__func__"),
+    Escape("joiner", "{{ joiner().__call__.__globals__ }}", "__call__"),
+    Escape("namespace", "{{ namespace.__init__.__globals__ }}", "__init__"),
+    Escape("namespace-object", "{% set ns = namespace() %}{{ ns.__class__.__mro__ }}", "__class__"),
+    Escape("lipsum", "{{ lipsum.__globals__['os'] }}", "lipsum"),  # not a global here
+    Escape("range", "{{ range.__globals__ }}", "__globals__"),
+    Escape("range-object", "{{ range(3).__class__.__mro__ }}", "__class__"),
+    Escape("self", "{{ self.__init__.__globals__ }}", "__init__"),
+    Escape(
+        "self-context",
+        "{{ self._TemplateReference__context.cycler.__init__.__globals__ }}",
+        "_TemplateReference__context",
+    ),
+    Escape("loop", "{% for l in lessons %}{{ loop.__class__.__mro__ }}{% endfor %}", "__class__"),
+    Escape(
+        "loop-method",
+        "{% for l in lessons %}{{ loop.cycle.__func__.__globals__ }}{% endfor %}",
+        "__func__",
+    ),
+    Escape("subclasses", "{{ ''.__class__.__mro__[1].__subclasses__() }}", "__class__"),
+    Escape(
+        "subclasses-attr",
+        "{{ ()|attr('__class__')|attr('__base__')|attr('__subclasses__')() }}",
+        "__class__",
+    ),
+    # Names the check cannot read: built while rendering, or in filter arguments.
+    Escape("attr-built", "{{ member|attr('_' * 2 ~ 'class' ~ '_' * 2) }}", "__class__", False),
+    Escape("item-built", "{{ member['_' * 2 ~ 'class' ~ '_' * 2] }}", "__class__", False),
+    Escape(
+        "format-built", "{{ ('{0.' ~ '_' * 2 ~ 'class__}').format(member) }}", "__class__", False
+    ),
+    Escape("map-attribute", "{{ lessons|map(attribute='__class__')|list }}", "__class__", False),
+    Escape(
+        "sort-attribute",
+        "{{ lessons[:1]|sort(attribute='title.__class__')|list }}",
+        "__class__",
+        False,
+    ),
+    Escape("groupby", "{{ lessons[:1]|groupby('__class__')|list }}", "__class__", False),
+]
+
+
+@pytest.mark.parametrize("escape", [pytest.param(e, id=e.name) for e in PUBLISHED_ESCAPES])
+def test_published_sandbox_escapes_fail_at_render_naming_the_part(
+    renderer: TemplateRenderer, escape: Escape
+) -> None:
+    template = EmailTemplate(subject="Hi", html="<p>Hello</p>\n" + escape.source)
+
+    with pytest.raises(TemplateError) as info:
+        renderer.render(template, FULL_CONTEXT)
+
+    error = info.value
+    assert (error.field, error.line, error.variable) == ("template.html", 2, escape.refused)
+    if escape.refused == "lipsum":
+        assert str(error) == "template.html: line 2: unknown variable 'lipsum'"
+    else:
+        assert str(error).startswith(
+            f"template.html: line 2: template tried to reach unsafe attribute {escape.refused!r}"
+        )
+
+
+@pytest.mark.parametrize(
+    "escape", [pytest.param(e, id=e.name) for e in PUBLISHED_ESCAPES if e.at_check]
+)
+def test_published_sandbox_escapes_fail_at_check(
+    renderer: TemplateRenderer, escape: Escape
+) -> None:
+    template = EmailTemplate(subject="Hi", html="<p>Hello</p>\n" + escape.source)
+
+    with pytest.raises(TemplateError) as info:
+        renderer.check(template, COMMON_VARIABLES)
+
+    error = info.value
+    assert (error.field, error.line) == ("template.html", 2)
+    assert error.variable is not None
+    assert error.variable.startswith("_")
+    assert error.variable in escape.source
+    assert f"template tried to reach unsafe attribute {error.variable!r}" in str(error)
+
+
+@pytest.mark.parametrize("part", ["subject", "html", "text"])
+def test_a_sandbox_escape_names_the_part_it_is_in(renderer: TemplateRenderer, part: str) -> None:
+    escape = '{{ ("{0.__class__}"|attr("format"))(member) }}'
+    template = EmailTemplate(
+        **{"subject": "Hi", "html": "<p>Hi</p>", "text": "Hi", part: f"Hi\n{escape}"}
+    )
+
+    with pytest.raises(TemplateError) as at_render:
+        renderer.render(template, FULL_CONTEXT)
+    with pytest.raises(TemplateError) as at_check:
+        renderer.check(template, COMMON_VARIABLES)
+
+    for error in (at_render.value, at_check.value):
+        assert (error.field, error.line, error.variable) == (f"template.{part}", 2, "__class__")
+
+
+def test_format_strings_without_unsafe_fields_still_render(renderer: TemplateRenderer) -> None:
+    source = (
+        '{{ "{0[first_name]} {1:>3}".format(member, 7) }}|'
+        '{{ "{m[last_name]}".format_map({"m": member}) }}|{{ "{_x}".format(_x=1) }}|'
+        '{{ "{{0.__class__}}".format() }}'
+    )
+    renderer.check(EmailTemplate(subject="Hi", html=source), COMMON_VARIABLES)
+    assert renderer.render_string(source, FULL_CONTEXT, html=False) == (
+        "<script>alert(1)</script>   7|Lovelace|1|{0.__class__}"
+    )
+
+
+def test_the_installed_jinja2_has_the_sandbox_fixes() -> None:
+    # 3.1.5 fixed CVE-2024-56326 and 3.1.6 CVE-2025-27516; pyproject.toml pins >= 3.1.6.
+    assert Version(importlib.metadata.version("jinja2")) >= Version("3.1.6")
 
 
 def test_sandbox_escape_in_a_condition_fails(renderer: TemplateRenderer) -> None:

@@ -69,6 +69,7 @@ import difflib
 import functools
 import math
 import re
+import string
 import threading
 import time
 from collections import OrderedDict
@@ -264,7 +265,10 @@ def _template_range(*args: int) -> _CheckedRange:
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, plus deadline checks and caps on runaway arithmetic."""
+    """The sandbox, plus deadline checks and caps on runaway arithmetic.
+
+    An unsafe attribute is refused where it is reached (see :meth:`unsafe_undefined`).
+    """
 
     intercepted_binops = frozenset({"*", "**"})
 
@@ -305,6 +309,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         ):
             raise _Limit("number too large")
         return super().call_binop(context, operator, left, right)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        """Refuse an unsafe attribute where it is reached.
+
+        Jinja returns an undefined value that only raises when used, and some
+        uses never touch it: ``lessons|map(attribute='__class__')`` would print
+        ``[Undefined]``, and ``|attr`` chained on it reports the next name as
+        unknown instead of the unsafe one.
+        """
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe."
+        )
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Look up an attribute, as the sandbox allows, within the time limit."""
@@ -419,7 +435,8 @@ class TemplateRenderer:
         Meant for the moment an admin saves a template: each part must parse,
         may only use top-level names in ``allowed_variables`` (usually
         :data:`COMMON_VARIABLES` or the subset the email receives), must not
-        touch attributes starting with ``_``, and must not ``include``,
+        touch attributes starting with ``_`` (nor name one in a format string
+        given to ``str.format`` or ``format_map``), and must not ``include``,
         ``import`` or ``extend`` other templates. The error names the part,
         the line and the variable. Passing the check does not guarantee a
         render succeeds (an attribute may still be missing from the data),
@@ -580,19 +597,9 @@ def _check_static(field: str, ast: jinja2.nodes.Template) -> None:
             f"{{% {keyword} %}} is not available: an email template must be self-contained",
             line=ref.lineno,
         )
+    uses_format = False
     for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter)):
-        name: object = None
-        if isinstance(node, jinja2.nodes.Getattr):
-            name = node.attr
-        elif isinstance(node, jinja2.nodes.Getitem) and isinstance(node.arg, jinja2.nodes.Const):
-            name = node.arg.value
-        elif (
-            isinstance(node, jinja2.nodes.Filter)
-            and node.name == "attr"
-            and node.args
-            and isinstance(node.args[0], jinja2.nodes.Const)
-        ):
-            name = node.args[0].value
+        name = _attribute_name(node)
         if isinstance(name, str) and name.startswith("_"):
             raise TemplateError(
                 field,
@@ -600,6 +607,62 @@ def _check_static(field: str, ast: jinja2.nodes.Template) -> None:
                 line=node.lineno,
                 variable=name,
             )
+        uses_format = uses_format or (isinstance(name, str) and name in _FORMAT_METHODS)
+    if not uses_format:
+        return
+    # str.format looks attributes up itself, from the format string: a string
+    # in the template is data, but one that is written out can be read here.
+    for const in ast.find_all(jinja2.nodes.Const):
+        if isinstance(const.value, str):
+            unsafe = _unsafe_format_field(const.value)
+            if unsafe is not None:
+                raise TemplateError(
+                    field,
+                    f"template tried to reach unsafe attribute {unsafe!r} in a format string",
+                    line=const.lineno,
+                    variable=unsafe,
+                )
+
+
+_FORMAT_METHODS = frozenset({"format", "format_map"})
+# The arg name of a str.format replacement field, then its ".attribute" and "[index]" parts.
+_FIELD_ARG = re.compile(r"[^.\[]*")
+_FIELD_PART = re.compile(r"\.([^.\[]*)|\[([^\]]*)\]")
+
+
+def _attribute_name(node: jinja2.nodes.Node) -> object:
+    """The attribute (or key) ``node`` looks up, when the template spells it out."""
+    if isinstance(node, jinja2.nodes.Getattr):
+        return node.attr
+    if isinstance(node, jinja2.nodes.Getitem) and isinstance(node.arg, jinja2.nodes.Const):
+        return node.arg.value
+    if (
+        isinstance(node, jinja2.nodes.Filter)
+        and node.name == "attr"
+        and node.args
+        and isinstance(node.args[0], jinja2.nodes.Const)
+    ):
+        return node.args[0].value
+    return None
+
+
+def _unsafe_format_field(source: str) -> str | None:
+    """The first name starting with ``_`` that formatting with ``source`` would look up."""
+    try:
+        return next((n for n in _format_lookups(source) if n.startswith("_")), None)
+    except ValueError:  # not a valid format string: str.format refuses it at render
+        return None
+
+
+def _format_lookups(source: str) -> Iterator[str]:
+    """The attribute and index names in the replacement fields of ``source``."""
+    for _text, field, spec, _conversion in string.Formatter().parse(source):
+        if field:
+            start = _FIELD_ARG.match(field)
+            for part in _FIELD_PART.finditer(field, start.end() if start else 0):
+                yield part[1] if part[1] is not None else part[2]
+        if spec:  # a format spec may hold replacement fields of its own
+            yield from _format_lookups(spec)
 
 
 def _first_line(ast: jinja2.nodes.Template, name: str) -> int:

@@ -31,6 +31,7 @@ from ..domain.credentials import (
     password_problem,
 )
 from ..domain.members import Member, MemberStatus, email_key
+from ..domain.settings import SiteSettings
 from ..errors import ConfigurationError, InvalidToken, TooManyAttempts, ValidationError
 from ..ports.passwords import PasswordHasher
 from ..ports.storage import UnitOfWork
@@ -372,20 +373,23 @@ class AccountsService(Service):
         link = self._mint(uow, member, purpose)
         code = link.code if isinstance(link, MagicLink) else ""
         url = link.url if isinstance(link, MagicLink) else link
+        settings = self._site(uow)
         queued = self._mail.queue(
             uow,
             kind=kind,
             to=member.email,
-            context=self._link_context(uow, member, url, code),
+            context=self._link_context(settings, member, url, code),
             idempotency_key=f"{kind}:{request.id}",
             member_id=member.id,
+            settings=settings,
         )
         return queued is not None
 
-    def _link_context(self, uow: UnitOfWork, member: Member, url: str, code: str) -> Any:
+    @staticmethod
+    def _link_context(settings: SiteSettings, member: Member, url: str, code: str) -> Any:
         values: dict[str, Any] = {
             "member": member_values(member),
-            "portal": portal_values(self._site(uow)),
+            "portal": portal_values(settings),
         }
         if code:
             values["login_url"] = url

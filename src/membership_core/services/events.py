@@ -198,4 +198,5 @@ class EventDispatcher(Service):
             context=context,
             idempotency_key=f"course_completed:{member.id}:{product.id}",
             member_id=member.id,
+            settings=settings,
         )

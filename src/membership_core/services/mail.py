@@ -97,6 +97,7 @@ class MailService(Service):
         member_id: str | None = None,
         deliver_now: bool = True,
         template: EmailTemplate | None = None,
+        settings: SiteSettings | None = None,
     ) -> OutboxMessage | None:
         """Render the ``kind`` template (or ``template``) and queue it in ``uow``'s transaction.
 
@@ -104,11 +105,14 @@ class MailService(Service):
         already queued: the same cause never sends the same email twice.
         ``deliver_now=False`` leaves it to the next ``tick()`` rather than
         sending right after the commit (for requests whose timing must not
-        depend on whether an email was sent).
+        depend on whether an email was sent). ``settings`` are the site
+        settings the caller already read in ``uow`` (for the sender and the
+        sign-in link); without them they are read again, a query per message.
         """
-        if uow.mail.find({"idempotency_key": idempotency_key}, limit=1):
+        if uow.mail.count({"idempotency_key": idempotency_key}):
             return None
-        settings = self._site(uow)
+        if settings is None:
+            settings = self._site(uow)
         template = template or load_default(kind)
         values = self._with_login_link(uow, template, context, member_id, settings)
         rendered = self.render(kind, values, template=template)
@@ -182,6 +186,7 @@ class MailService(Service):
                 context=context,
                 idempotency_key=idempotency_key or f"send:{self._ctx.ids.new('msg')}",
                 member_id=member.id,
+                settings=settings,
             )
             uow.commit()
         self._committed()
@@ -240,11 +245,13 @@ class MailService(Service):
         choice = (uow.email_settings.get("email") or EmailSettings()).choice(email)
         if not choice.sends_for(occurred_at) or member.status is not MemberStatus.ACTIVE:
             return None
+        settings = self._site(uow)
         context = {
             **values,
             "member": member_values(member),
-            "portal": portal_values(self._site(uow)),
+            "portal": portal_values(settings),
         }
+        chosen = None
         stored = uow.email_templates.get(choice.template_id) if choice.template_id else None
         if stored is not None:
             chosen = EmailTemplate(stored.subject, stored.html, stored.text)
@@ -252,16 +259,7 @@ class MailService(Service):
                 self.render(email.value, {**context, **_LINK_PLACEHOLDER}, template=chosen)
             except TemplateError:
                 log.exception("template %s failed; the default %s is sent", stored.id, email.value)
-            else:
-                return self.queue(
-                    uow,
-                    kind=email.value,
-                    to=member.email,
-                    context=context,
-                    idempotency_key=idempotency_key,
-                    member_id=member.id,
-                    template=chosen,
-                )
+                chosen = None
         return self.queue(
             uow,
             kind=email.value,
@@ -269,6 +267,8 @@ class MailService(Service):
             context=context,
             idempotency_key=idempotency_key,
             member_id=member.id,
+            template=chosen,
+            settings=settings,
         )
 
     def _with_login_link(
