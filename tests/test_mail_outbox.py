@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from membership_core import MailStatus
-from membership_core.services.mail import MAX_ATTEMPTS, backoff
+from membership_core.services.mail import CLAIM_SECONDS, MAX_ATTEMPTS, backoff
 
 from .conftest import PortalFactory
 from .helpers import build_course
@@ -108,3 +108,22 @@ def test_a_crash_after_claiming_resends_once_the_claim_expires(open_portal: Port
     portal.clock.advance(minutes=6)
     assert portal.tick().mail_sent == 1
     assert len(portal.mailer.sent) == 1
+
+
+def test_a_message_whose_worker_dies_every_time_ends_failed(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    portal._context.after_commit = lambda: None  # queue only; deliver by hand
+    _complete_course(portal)
+    portal._events.dispatch_pending()
+    (queued,) = portal.mail.outbox()
+    for _ in range(MAX_ATTEMPTS):  # each worker claims it, then dies while sending
+        assert portal.mail._claim(queued.id) is not None
+        portal.clock.advance(seconds=CLAIM_SECONDS)
+    assert portal.mail._claim(queued.id) is None
+    (dead,) = portal.mail.outbox(status="failed")
+    assert dead.attempts == MAX_ATTEMPTS
+    assert "stopped each time" in (dead.last_error or "")
+    assert portal.tick().mail_sent == 0
+    assert portal.mailer.sent == []
+    portal.mail.resend(dead.id)  # the host can still try again by hand
+    assert portal.tick().mail_sent == 1

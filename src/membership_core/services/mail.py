@@ -397,6 +397,21 @@ class MailService(Service):
                     return None
                 if message.status not in (MailStatus.QUEUED, MailStatus.SENDING):
                     return None
+                if message.status is MailStatus.SENDING and message.attempts >= MAX_ATTEMPTS:
+                    # Every worker that took it died before reporting back (a message
+                    # that crashes the sender): stop, or it would be tried forever.
+                    uow.mail.update(
+                        attrs.evolve(
+                            message,
+                            status=MailStatus.FAILED,
+                            last_error=(
+                                f"no outcome after {message.attempts} attempts: "
+                                "the sending worker stopped each time"
+                            ),
+                        )
+                    )
+                    uow.commit()
+                    return None
                 claimed = attrs.evolve(
                     message,
                     status=MailStatus.SENDING,
