@@ -129,7 +129,7 @@ class AutomationsService(Service):
         names must exist in this portal (``NotFound`` naming the field, such
         as ``actions[1].offer_id``). A failed call writes nothing.
 
-        >>> from membership_core import Portal, IssueCertificate, SendEmail
+        >>> from membership_core import Portal, SendEmail
         >>> portal = Portal.open("memory://")
         >>> rule = portal.automations.create(
         ...     "Well done", trigger="lesson_completed", actions=[SendEmail("welcome")]
