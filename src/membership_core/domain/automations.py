@@ -119,7 +119,7 @@ class Trigger(enum.Enum):
 
     @property
     def values(self) -> frozenset[str]:
-        """The email template values its events give (besides ``member`` and ``portal``)."""
+        """The email template values its events give (``member``, ``portal``, a login link: all)."""
         return _ALWAYS | _VALUES[self]
 
     @classmethod
