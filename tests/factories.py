@@ -16,6 +16,15 @@ from membership_core.domain.assessments import (
     QuestionResult,
     Score,
 )
+from membership_core.domain.automations import (
+    AutomationRule,
+    Conditions,
+    GrantOffer,
+    HostAction,
+    IssueCertificate,
+    SendEmail,
+    Trigger,
+)
 from membership_core.domain.billing import Billing, BillingStatus
 from membership_core.domain.catalog import Category, Lesson, LessonKind, Product, ProductStatus
 from membership_core.domain.certificates import Certificate
@@ -582,6 +591,26 @@ def attempt_counter(**kw: Any) -> AttemptCounter:
     return AttemptCounter(**(values | kw))
 
 
+def automation_rule(**kw: Any) -> AutomationRule:
+    values: dict[str, Any] = {
+        "id": _id("rule"),
+        "name": f"Rule {next(_n)}",
+        "trigger": Trigger.ACCESS_GRANTED,
+        "conditions": Conditions(product_ids=["prod_a", "prod_b"], offer_ids=["off_a"]),
+        "actions": (
+            IssueCertificate(),
+            SendEmail("tpl_x"),
+            GrantOffer("off_b"),
+            HostAction("tag", {"tag": "alumni", "list": "crm-1"}),
+        ),
+        "enabled": True,
+        "created_at": T0,
+        "updated_at": T0,
+        "enabled_at": T0,
+    }
+    return AutomationRule(**(values | kw))
+
+
 #: One builder per storage collection, by collection name.
 BUILDERS: dict[str, Any] = {
     "products": product_with_drip,
@@ -616,4 +645,5 @@ BUILDERS: dict[str, Any] = {
     "email_templates": stored_template,
     "checkpoints": checkpoint,
     "coupons": stored_coupon,
+    "automation_rules": automation_rule,
 }

@@ -37,6 +37,7 @@ EXPECTED_PAGES = {
     "access-and-progress.md",
     "certificates.md",
     "email.md",
+    "automations.md",
     "settings.md",
     "storage.md",
     "plugins.md",

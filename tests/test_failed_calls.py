@@ -353,6 +353,10 @@ def test_handler_failing_in_a_plugin_leaves_no_trace_and_retries(
     assert before["mail"] == []
     with portal.storage.unit_of_work(portal.tenant, write=False) as uow:
         assert uow.events.count({"dispatched_at": None}) == 1  # CourseCompleted, queued
-        assert uow.handled_events.count({"handler": "course_completed.email"}) == 0
+        # The default rule's email step left no marker (its certificate step did).
+        (rule,) = uow.automation_rules.find()
+        email_step = f"automation:{rule.id}:send_email:course_completed"
+        assert uow.handled_events.count({"handler": email_step}) == 0
+        assert uow.handled_events.count({"handler": f"automation:{rule.id}:issue_certificate"})
     portal.tick()
     assert _snapshot(portal) == before

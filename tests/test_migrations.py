@@ -47,6 +47,28 @@ def test_migrated_schema_matches_the_declared_one(database_url: str) -> None:
         storage.close()
 
 
+def test_a_database_from_before_the_new_tables_gets_them(database_url: str) -> None:
+    storage = SqlStorage(database_url)
+    rules = metadata.tables[f"{TABLE_PREFIX}automation_rules"]
+    enrollments = metadata.tables[f"{TABLE_PREFIX}enrollments"]
+    (by_product,) = [
+        i for i in enrollments.indexes if list(i.columns.keys()) == ["tenant", "product_id", "id"]
+    ]
+    try:
+        with storage.engine.begin() as connection:  # as a version-1 database left it
+            rules.drop(connection)
+            by_product.drop(connection)
+            connection.execute(
+                schema_version_table.delete().where(schema_version_table.c.version > 1)
+            )
+        assert migrate(storage.engine) == LATEST
+        inspector = sa.inspect(storage.engine)
+        assert inspector.has_table(rules.name)
+        assert by_product.name in {i["name"] for i in inspector.get_indexes(enrollments.name)}
+    finally:
+        storage.close()
+
+
 def test_only_prefixed_tables_are_created_beside_the_hosts(sqlite_url: str) -> None:
     engine = sa.create_engine(sqlite_url)
     with engine.begin() as connection:

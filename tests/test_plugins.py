@@ -16,8 +16,11 @@ from membership_core import (
     AccessDecision,
     AccessReason,
     AdapterRegistry,
+    AutomationRule,
     ConfigurationError,
+    DomainEvent,
     EmailMessage,
+    HostAction,
     LessonState,
     Portal,
     hookimpl,
@@ -149,6 +152,26 @@ def test_membership_template_context_adds_host_values(open_portal: PortalFactory
     assert "Renamed by the host" in message.subject
 
 
+def test_membership_automation_action_carries_out_host_actions(open_portal: PortalFactory) -> None:
+    calls: list[tuple[object, str, str, dict[str, str], str]] = []
+
+    class Crm:
+        @hookimpl
+        def membership_automation_action(
+            self, portal: Portal, rule: AutomationRule, action: HostAction, event: DomainEvent
+        ) -> None:
+            calls.append((portal, rule.id, action.name, dict(action.params), event.type))
+
+    portal = open_portal(plugins=[Crm()])
+    course = build_course(portal, lessons=1)
+    rule = portal.automations.create(
+        "Tag buyers", trigger="offer_purchased", actions=[HostAction("tag", {"tag": "buyer"})]
+    )
+    portal.checkout.purchase(course.offer.id, email="a@example.com")
+    portal.tick()
+    assert calls == [(portal, rule.id, "tag", {"tag": "buyer"}, "OfferPurchased")]
+
+
 def test_membership_access_decision_can_veto_and_extend(open_portal: PortalFactory) -> None:
     class Policy:
         @hookimpl
@@ -226,7 +249,6 @@ def test_entry_point_plugins_are_discovered_and_can_be_left_out(
 
 
 def test_events_nobody_listens_to_are_recorded_already_dispatched() -> None:
-    from membership_core import DomainEvent
     from membership_core.testing import TestPortal, make_test_portal
 
     def publish(portal: TestPortal, title: str) -> None:

@@ -35,9 +35,12 @@ from membership_core import (
     Category,
     Certificate,
     CertificateStatus,
+    Conditions,
     Coupon,
+    GrantOffer,
     Interval,
     InvalidToken,
+    IssueCertificate,
     Lesson,
     MembershipError,
     Money,
@@ -47,6 +50,7 @@ from membership_core import (
     PercentOff,
     Product,
     PurchaseStatus,
+    SendEmail,
     SequentialIds,
     Subscription,
     ValidationError,
@@ -125,6 +129,7 @@ class Acme:
     template: str  # A's welcome template, selected for the welcome email
     quiz: str  # the assessment of ``lesson``, passed by ada
     attempt: str  # ada's passed attempt
+    rule: str  # A's own automation rule (besides its default one), sending ``template``
     #: Every generated id of A's rows (see :func:`_generated_ids`).
     ids: frozenset[str] = field(default=frozenset())
 
@@ -141,6 +146,7 @@ class Globex:
     member: str
     purchase: str  # of ``offer``
     paid_purchase: str  # of ``paid_offer``
+    rule: str  # B's default automation rule
 
 
 class GlobexIds(SequentialIds):
@@ -257,6 +263,14 @@ def _build_acme(a: TestPortal) -> Acme:
         a.accounts.login("ada@acme.example", NEW_PASSWORD)
     a.accounts.request_magic_link("bob@acme.example")
 
+    # A rule of A's own, made last so that it has not run for anything yet.
+    rule = a.automations.create(
+        "Acme alumni",
+        trigger="course_completed",
+        conditions=Conditions(product_ids=[course.product.id]),
+        actions=[SendEmail(template.id), GrantOffer(one_time)],
+    )
+
     categories, lessons = a.catalog.structure(drip.id)
     drip_course = (a.catalog.get_product(drip.id), tuple(categories), tuple(lessons))
     sent = a.mail.outbox(status="sent")[0]
@@ -305,6 +319,7 @@ def _build_acme(a: TestPortal) -> Acme:
         template=template.id,
         quiz=quiz.id,
         attempt=attempt.attempt_id,
+        rule=rule.id,
     )
 
 
@@ -337,6 +352,7 @@ def _build_globex(b: TestPortal) -> Globex:
         member=free.member_id,
         purchase=free.id,
         paid_purchase=bought.id,
+        rule=b.automations.list()[0].id,
     )
 
 
@@ -537,6 +553,50 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
     ],
     "accounts.set_password": [
         missing(lambda b, a, g: b.accounts.set_password(a.ada, NEW_PASSWORD, NEW_PASSWORD))
+    ],
+    # -- automations: A's rules, and rules naming A's offers, products and templates
+    "automations.create": [
+        missing(
+            lambda b, a, g: b.automations.create(
+                "Stolen", trigger="offer_purchased", actions=[GrantOffer(a.subscription_offer)]
+            )
+        ),
+        missing(
+            lambda b, a, g: b.automations.create(
+                "Stolen", trigger="course_completed", actions=[SendEmail(a.template)]
+            )
+        ),
+        missing(
+            lambda b, a, g: b.automations.create(
+                "Stolen",
+                trigger="course_completed",
+                conditions=Conditions(product_ids=[g.product, a.product]),
+                actions=[IssueCertificate()],
+            )
+        ),
+        missing(
+            lambda b, a, g: b.automations.create(
+                "Stolen",
+                trigger="offer_purchased",
+                conditions=Conditions(offer_ids=[a.free_offer]),
+                actions=[GrantOffer(g.offer)],
+            )
+        ),
+    ],
+    "automations.delete": [missing(lambda b, a, g: b.automations.delete(a.rule))],
+    "automations.disable": [missing(lambda b, a, g: b.automations.disable(a.rule))],
+    "automations.enable": [missing(lambda b, a, g: b.automations.enable(a.rule))],
+    "automations.get": [missing(lambda b, a, g: b.automations.get(a.rule))],
+    "automations.update": [
+        missing(lambda b, a, g: b.automations.update(a.rule, name="Stolen")),
+        missing(
+            lambda b, a, g: b.automations.update(g.rule, actions=[GrantOffer(a.one_time_offer)])
+        ),
+        missing(
+            lambda b, a, g: b.automations.update(
+                g.rule, conditions=Conditions(product_ids=[a.product])
+            )
+        ),
     ],
     # -- billing
     "billing.apply_result": [
@@ -896,6 +956,10 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
 #: scheduled work, which must show and touch nothing of A. Each answer is checked
 #: for A's ids and secrets too.
 BLIND_CALLS: dict[str, Attempt] = {
+    "automations.list": answers(
+        lambda r, b, a, g: [rule.id for rule in r] == [g.rule],
+        lambda b, a, g: b.automations.list(),
+    ),
     "access.notify_expiry": answers(
         lambda r, b, a, g: r == 0, lambda b, a, g: b.access.notify_expiry()
     ),
@@ -1155,6 +1219,7 @@ def test_a_twin_changing_its_records_under_the_same_ids_leaves_a_alone(
         member=initech.fay,
         purchase=initech.free_purchase,
         paid_purchase=initech.one_time_purchase,
+        rule=initech.rule,
     )
     before = _snapshot(storage, a.tenant)
     attempts = [*(attempt for _, attempt in _cross(writes=False)), *BLIND_CALLS.values()]

@@ -10,6 +10,16 @@
 from .adapters.clock import FrozenClock, SystemClock
 from .adapters.ids import RandomIds, SequentialIds
 from .domain.access import AccessDecision, AccessReason
+from .domain.automations import (
+    Action,
+    AutomationRule,
+    Conditions,
+    GrantOffer,
+    HostAction,
+    IssueCertificate,
+    SendEmail,
+    Trigger,
+)
 from .domain.billing import Billing, BillingStatus, DunningPolicy
 from .domain.catalog import Category, Lesson, LessonKind, Product, ProductSort, ProductStatus
 from .domain.certificates import Certificate
@@ -21,6 +31,7 @@ from .domain.enrollments import (
     PurchaseStatus,
 )
 from .domain.events import (
+    AccessExpiring,
     AccessGranted,
     CertificateIssued,
     CourseCompleted,
@@ -82,11 +93,14 @@ __all__ = [
     "UNSET",
     "AccessDecision",
     "AccessDenied",
+    "AccessExpiring",
     "AccessGranted",
     "AccessReason",
     "AccessWindow",
+    "Action",
     "AdapterRegistry",
     "AmountOff",
+    "AutomationRule",
     "Billing",
     "BillingPeriod",
     "BillingStatus",
@@ -94,6 +108,7 @@ __all__ = [
     "Certificate",
     "CertificateIssued",
     "CertificateStatus",
+    "Conditions",
     "ConfigurationError",
     "Conflict",
     "Contention",
@@ -111,8 +126,11 @@ __all__ = [
     "Forever",
     "Free",
     "FrozenClock",
+    "GrantOffer",
+    "HostAction",
     "Interval",
     "InvalidToken",
+    "IssueCertificate",
     "Lesson",
     "LessonCompleted",
     "LessonKind",
@@ -151,6 +169,7 @@ __all__ = [
     "RandomIds",
     "RefundFailed",
     "Repeating",
+    "SendEmail",
     "SequentialIds",
     "SettingsChanged",
     "SiteSettings",
@@ -160,6 +179,7 @@ __all__ = [
     "Subscription",
     "SystemClock",
     "TickReport",
+    "Trigger",
     "ValidationError",
     "Verification",
     "__version__",

@@ -32,6 +32,7 @@ from .services._context import Context
 from .services.access import DEFAULT_EXPIRY_REMINDER, AccessService
 from .services.accounts import AccountsService
 from .services.assessments import AssessmentsService
+from .services.automations import AutomationRunner, AutomationsService
 from .services.billing import BillingService
 from .services.catalog import CatalogService
 from .services.certificates import CertificatesService
@@ -197,7 +198,8 @@ class Portal:
     Open it with :meth:`open`; use its services (``portal.catalog``,
     ``portal.offers``, ``portal.checkout``, ``portal.access``,
     ``portal.progress``, ``portal.members``, ``portal.certificates``,
-    ``portal.mail``, ``portal.settings``) and call :meth:`tick` from a scheduler.
+    ``portal.mail``, ``portal.settings``, ``portal.templates``,
+    ``portal.automations``) and call :meth:`tick` from a scheduler.
 
     >>> portal = Portal.open("memory://")
     >>> portal.tenant
@@ -249,9 +251,12 @@ class Portal:
         )
         self.settings = SettingsService(context)
         self.templates = EmailTemplatesService(context)
-        self._events = EventDispatcher(context, self.certificates, self.mail)
+        self.automations = AutomationsService(context)
+        runner = AutomationRunner(context, self.certificates, self.mail, self.access)
+        self._events = EventDispatcher(context, self.mail, sources=[runner])
         context.after_commit = self._after_commit
         context.listened = self._events.listens_to
+        self.automations._seed_defaults()
 
     @classmethod
     def open(
@@ -303,6 +308,11 @@ class Portal:
         ``keep_access_on_dispute`` leave the access a refund or a lost
         dispute would end (both ``False``: it ends; also settable later on
         ``portal.payments``).
+
+        The first time a portal is opened it is given the built-in automation
+        rule "Course completion" (certificate, then congratulations email; see
+        :mod:`membership_core.services.automations`), once: an admin may edit,
+        disable or delete it.
 
         Every argument is checked before any storage is opened: a malformed
         one raises :class:`~membership_core.errors.ValidationError` naming it

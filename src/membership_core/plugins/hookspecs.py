@@ -17,6 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from ..domain.access import AccessDecision
+    from ..domain.automations import AutomationRule, HostAction
     from ..domain.events import DomainEvent
     from ..portal import Portal
     from .registry import AdapterRegistry
@@ -53,7 +54,7 @@ def membership_domain_event(portal: Portal, event: DomainEvent) -> None:
     """Observe a domain event after it was committed.
 
     Called once per event and plugin, in the order events occurred, after
-    the library's own handlers (certificates, emails) have run. Delivery is
+    the library's own handlers (automation rules, automated emails) have run. Delivery is
     at least once: after a crash, ``portal.tick()`` re-delivers events whose
     dispatch did not finish, so make observers idempotent (the event ``id`` is
     stable). An exception in an observer is logged and the event stays queued
@@ -83,4 +84,28 @@ def membership_access_decision(
     ``decision`` is what the library decided. Return a different
     :class:`~membership_core.AccessDecision` to override it, or ``None`` to
     keep it. The first plugin that returns a value wins.
+    """
+
+
+@hookspec
+def membership_automation_action(
+    portal: Portal, rule: AutomationRule, action: HostAction, event: DomainEvent
+) -> None:
+    """Carry out a host action of an automation rule (tag the contact in the CRM, ...).
+
+    Called when ``rule`` runs for ``event`` and reaches ``action``, a
+    :class:`~membership_core.HostAction` with the ``name`` and ``params`` the
+    admin chose; every plugin implementing the hook is called. Act on the
+    names you know and ignore the others (another plugin may know them).
+
+    Raising means the action failed: it is logged, the rule's later actions
+    wait, the event stays queued, and the next ``portal.tick()`` calls the
+    hook again for this action (the actions before it are not repeated).
+    Returning means it is done: it is not called again for this event and
+    rule. The hook runs outside any transaction of the library (calling the
+    portal from it is fine); a crash between its return and the library
+    noting it done calls it once more, so make it idempotent: ``event.id``,
+    ``rule.id`` and ``action.name`` are stable. A rule with a host action
+    can only be saved while a plugin implements this hook; when a worker
+    without one reaches the action, it fails and waits for one that has it.
     """

@@ -22,6 +22,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 import attrs
 
 from ..domain.assessments import Assessment, Attempt
+from ..domain.automations import AutomationRule
 from ..domain.billing import Billing
 from ..domain.catalog import Category, Lesson, Product
 from ..domain.certificates import Certificate
@@ -179,6 +180,8 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
     Collection("email_templates", StoredTemplate, unique=(("name",),)),
     Collection("checkpoints", Checkpoint),
     Collection("coupons", StoredCoupon, unique=(("code",),)),
+    # Every recorded event that has a trigger reads (trigger, enabled): see listens_to.
+    Collection("automation_rules", AutomationRule, indexes=(("trigger", "enabled"),)),
 )
 
 
@@ -289,6 +292,7 @@ class Repositories(Protocol):
     email_templates: Repository[StoredTemplate]
     checkpoints: Repository[Checkpoint]
     coupons: Repository[StoredCoupon]
+    automation_rules: Repository[AutomationRule]
 
 
 @attrs.frozen

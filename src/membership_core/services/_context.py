@@ -41,7 +41,7 @@ class Context:
     gateways: dict[str, PaymentGateway]
     after_commit: Callable[[], None] = lambda: None
     portal: Portal | None = None
-    #: Whether anything (a built-in handler, a plugin observer) listens to an event;
+    #: Whether anything (a built-in handler, a rule, a plugin observer) listens to an event;
     #: set by the portal. Events nobody listens to are recorded already dispatched.
     listened: Callable[[UnitOfWork, DomainEvent], bool] = lambda _uow, _event: True
     #: Course structures read recently, shared by the portal's services.

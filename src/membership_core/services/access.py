@@ -279,31 +279,44 @@ class AccessService(Service):
         with self._ctx.uow() as uow:
             self._require(uow.members, "member", member_id, "member_id")
             self._require(uow.products, "product", product_id, "product_id")
-            enrollment = Enrollment(
-                self._ctx.ids.new("enr"),
-                member_id,
-                product_id,
-                EnrollmentSource.ADMIN,
-                None,
-                EnrollmentStatus.ACTIVE,
-                start,
-                end,
-                now,
-                None,
-                reason=reason,
-            )
-            uow.enrollments.add(enrollment)
-            ensure_drip_progress(uow, self._ctx.ids.new("dpg"), member_id, product_id, start)
-            self._record(
-                uow,
-                AccessGranted,
-                enrollment_id=enrollment.id,
-                member_id=member_id,
-                product_id=product_id,
-                purchase_id=None,
-            )
+            enrollment = self._grant(uow, member_id, product_id, reason, start, end)
             uow.commit()
         self._committed()
+        return enrollment
+
+    def _grant(
+        self,
+        uow: UnitOfWork,
+        member_id: str,
+        product_id: str,
+        reason: str,
+        starts_at: datetime,
+        ends_at: datetime | None,
+    ) -> Enrollment:
+        """Write an admin grant and its ``AccessGranted`` in ``uow`` (checked by the caller)."""
+        enrollment = Enrollment(
+            self._ctx.ids.new("enr"),
+            member_id,
+            product_id,
+            EnrollmentSource.ADMIN,
+            None,
+            EnrollmentStatus.ACTIVE,
+            starts_at,
+            ends_at,
+            self._ctx.now(),
+            None,
+            reason=reason,
+        )
+        uow.enrollments.add(enrollment)
+        ensure_drip_progress(uow, self._ctx.ids.new("dpg"), member_id, product_id, starts_at)
+        self._record(
+            uow,
+            AccessGranted,
+            enrollment_id=enrollment.id,
+            member_id=member_id,
+            product_id=product_id,
+            purchase_id=None,
+        )
         return enrollment
 
     def revoke(self, member_id: str, product_id: str, *, reason: str) -> list[Enrollment]:

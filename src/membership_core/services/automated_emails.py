@@ -32,6 +32,7 @@ from ..domain.events import (
     MemberCreated,
     OfferPurchased,
 )
+from ..domain.offers import Offer
 from ..ports.storage import UnitOfWork
 from ._context import Context, Service
 from .mail import MailService
@@ -52,6 +53,12 @@ def lesson_values(base: str, lesson: Lesson) -> dict[str, str]:
         "title": lesson.title,
         "url": f"{base}/courses/{lesson.product_id}/lessons/{lesson.id}",
     }
+
+
+def offer_values(base: str, offer: Offer) -> dict[str, str]:
+    """The ``offer`` template value: one course links straight to it, a bundle to the library."""
+    url = f"{base}/courses/{offer.product_ids[0]}" if len(offer.product_ids) == 1 else base
+    return {"title": offer.title, "url": url}
 
 
 #: The automated email each event causes.
@@ -109,14 +116,11 @@ class AutomatedEmails(Service):
         offer = uow.offers.get(event.offer_id)
         if member is None or offer is None:
             return
-        base = self._base(uow)
-        # One course: straight to it. A bundle: the member's library.
-        url = f"{base}/courses/{offer.product_ids[0]}" if len(offer.product_ids) == 1 else base
         self._mail.queue_automated(
             uow,
             AutomatedEmail.OFFER_ACCESS,
             member,
-            {"offer": {"title": offer.title, "url": url}},
+            {"offer": offer_values(self._base(uow), offer)},
             f"offer_access:{event.purchase_id}",
             event.occurred_at,
         )

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from .. import _validate as v
+from ..domain.automations import SendEmail
 from ..domain.email_settings import AutomatedEmail, EmailSettings, StoredTemplate
 from ..errors import Conflict, ValidationError
 from ..ports.storage import UnitOfWork
@@ -189,7 +190,7 @@ class EmailTemplatesService(Service):
         return updated
 
     def delete(self, template_id: str) -> None:
-        """Delete a template; refused (``Conflict``) while an automated email uses it."""
+        """Delete a template; refused (``Conflict``) while an automated email or a rule uses it."""
         v.identifier("template_id", template_id, "tpl")
         with self._ctx.uow() as uow:
             self._require_for_update(uow.email_templates, "template", template_id, "template_id")
@@ -203,6 +204,20 @@ class EmailTemplatesService(Service):
                 raise Conflict(
                     f"template {template_id!r} is selected for the {', '.join(users)} "
                     "email; select another one first",
+                    field="template_id",
+                )
+            rules = [
+                rule.name
+                for rule in uow.automation_rules.find(order_by=["created_at"])
+                if any(
+                    isinstance(action, SendEmail) and action.template == template_id
+                    for action in rule.actions
+                )
+            ]
+            if rules:
+                raise Conflict(
+                    f"template {template_id!r} is sent by the automation rule "
+                    f"{', '.join(map(repr, rules))}; change the rule first",
                     field="template_id",
                 )
             uow.email_templates.delete(template_id)

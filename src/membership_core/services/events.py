@@ -6,27 +6,33 @@ transaction together with a ``HandledEvent`` marker, unique per event and
 handler, so a handler takes effect exactly once even when two workers dispatch
 the same event at the same moment. Observers (the ``membership_domain_event``
 hook) run after every handler succeeded, at least once.
+
+Handlers come in chains: a built-in handler is a chain of one, and a
+:class:`HandlerSource` (the automation rules) gives chains per event, read
+when the event is dispatched. A step that fails ends its chain for this
+round; the event stays queued, and the next round skips the steps whose
+markers exist and retries from the failed one. Other chains go on: one
+failing rule does not hold back another.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import attrs
 
-from ..domain.events import CourseCompleted, DomainEvent, EventRecord, HandledEvent
+from ..domain.events import DomainEvent, EventRecord, HandledEvent
 from ..errors import Conflict
 from ..ports.storage import UnitOfWork
 from ..serialization import structure
 from ._context import Context, Service
 from .automated_emails import AutomatedEmails
-from .certificates import CertificatesService, verification_url
-from .mail import MailService, member_values, portal_values
+from .mail import MailService
 
-__all__ = ["EventDispatcher"]
+__all__ = ["EventDispatcher", "HandlerSource", "Step"]
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +42,48 @@ _BATCH = 100
 Handler = Callable[[UnitOfWork, Any], None]
 
 
+@attrs.frozen
+class Step:
+    """One step of a chain of handlers, done once per event under its marker ``name``.
+
+    ``handler`` runs in the step's transaction, with the marker. ``outside``,
+    when given, runs first with no transaction open (a call to another
+    system, which must not hold the database meanwhile); raising there fails
+    the step. A crash between the two runs ``outside`` again: at least once.
+    """
+
+    name: str
+    handler: Handler
+    outside: Callable[[Any], None] | None = None
+
+
+class HandlerSource(Protocol):
+    """Handlers that depend on stored state (automation rules), asked per event."""
+
+    def listens(self, uow: UnitOfWork, event: DomainEvent) -> bool:
+        """Whether :meth:`chains` may give a step for ``event``, recorded in ``uow``.
+
+        Called in the transaction that records the event: it must be cheap
+        (an indexed read at most) and may answer ``True`` when unsure.
+        """
+        ...
+
+    def chains(self, event: DomainEvent) -> list[list[Step]]:
+        """The chains to run for ``event`` now: each in order, each step once."""
+        ...
+
+
 class EventDispatcher(Service):
     """Delivers outbox events to handlers and observers."""
 
     def __init__(
-        self, context: Context, certificates: CertificatesService, mail: MailService
+        self, context: Context, mail: MailService, sources: Sequence[HandlerSource] = ()
     ) -> None:
         super().__init__(context)
-        self._certificates = certificates
-        self._mail = mail
         self._local = threading.local()
-        self._handlers: list[tuple[str, type[DomainEvent], Handler]] = [
-            ("course_completed.certificate", CourseCompleted, self._issue_certificate),
-            ("course_completed.email", CourseCompleted, self._completion_email),
-        ]
         self._automated = AutomatedEmails(context, mail)
-        self._handlers.extend(self._automated.handlers())
+        self._handlers: list[tuple[str, type[DomainEvent], Handler]] = self._automated.handlers()
+        self._sources = tuple(sources)
 
     def dispatch_pending(self, *, limit: int = 1000) -> int:
         """Deliver undispatched events, oldest first; return how many finished.
@@ -103,18 +135,31 @@ class EventDispatcher(Service):
         whether a handler ran (a handler may record further events).
         """
         event = structure(record.payload, DomainEvent)
-        handled = False
-        for name, event_type, handler in self._handlers:
-            if isinstance(event, event_type):
-                handled = True
-                if not self._run(name, handler, event):
-                    return None
+        chains = [
+            [Step(name, handler)]
+            for name, event_type, handler in self._handlers
+            if isinstance(event, event_type)
+        ]
+        for source in self._sources:
+            try:
+                chains.extend(source.chains(event))
+            except Exception:
+                log.exception("reading the rules for event %s failed; it stays queued", record.id)
+                return None
+        failed = False
+        for chain in chains:
+            for step in chain:
+                if not self._run(step, event):
+                    failed = True
+                    break  # the chain's later steps wait for this one
+        if failed:
+            return None
         try:
             self._ctx.plugins.hook.membership_domain_event(portal=self._ctx.portal, event=event)
         except Exception:
             log.exception("an observer failed on event %s; it stays queued", record.id)
             return None
-        return handled
+        return bool(chains)
 
     def _mark_dispatched(self, ids: list[str]) -> None:
         """Mark delivered events dispatched, all in one transaction.
@@ -132,15 +177,17 @@ class EventDispatcher(Service):
             uow.commit()
 
     def listens_to(self, uow: UnitOfWork, event: DomainEvent) -> bool:
-        """Whether a built-in handler or a plugin observer takes ``event`` (recorded in ``uow``).
+        """Whether a handler, a rule or a plugin observer takes ``event`` (recorded in ``uow``).
 
-        An automated email switched off does not listen: its events are stored
-        already dispatched, as if nobody listened, and switching it on later
-        sends nothing for them.
+        An automated email switched off, like a rule switched off, does not
+        listen: its events are stored already dispatched, as if nobody
+        listened, and switching it on later does nothing for them.
         """
         if self._ctx.plugins.hook.membership_domain_event.get_hookimpls():
             return True
         if self._automated.sends_for(uow, event):
+            return True
+        if any(source.listens(uow, event) for source in self._sources):
             return True
         return any(
             isinstance(event, event_type)
@@ -148,12 +195,18 @@ class EventDispatcher(Service):
             if not self._automated.owns(name)
         )
 
-    def _run(self, name: str, handler: Handler, event: DomainEvent) -> bool:
+    def _run(self, step: Step, event: DomainEvent) -> bool:
+        name = step.name
         try:
+            if step.outside is not None:
+                with self._ctx.uow(write=False) as uow:
+                    if self._done(uow, event, name):
+                        return True
+                step.outside(event)
             with self._ctx.uow() as uow:
-                if uow.handled_events.count({"event_id": event.id, "handler": name}):
+                if self._done(uow, event, name):
                     return True
-                handler(uow, event)
+                step.handler(uow, event)
                 uow.handled_events.add(
                     HandledEvent(self._ctx.ids.new("hdl"), event.id, name, self._ctx.now())
                 )
@@ -165,38 +218,6 @@ class EventDispatcher(Service):
             return False
         return True
 
-    # built-in automations -------------------------------------------------
-
-    def _issue_certificate(self, uow: UnitOfWork, event: CourseCompleted) -> None:
-        self._certificates._issue(uow, event.member_id, event.product_id)
-
-    def _completion_email(self, uow: UnitOfWork, event: CourseCompleted) -> None:
-        member = uow.members.get(event.member_id)
-        product = uow.products.get(event.product_id)
-        if member is None or product is None:
-            return
-        settings = self._site(uow)
-        base = settings.base_url
-        certificates = uow.certificates.find(
-            {"member_id": member.id, "product_id": product.id}, limit=1
-        )
-        context: dict[str, Any] = {
-            "member": member_values(member),
-            "portal": portal_values(settings),
-            "course": {"title": product.title, "url": f"{base}/courses/{product.id}"},
-        }
-        if certificates:
-            serial = certificates[0].serial
-            context["certificate"] = {
-                "serial": serial,
-                "verification_url": verification_url(settings, serial),
-            }
-        self._mail.queue(
-            uow,
-            kind="course_completed",
-            to=member.email,
-            context=context,
-            idempotency_key=f"course_completed:{member.id}:{product.id}",
-            member_id=member.id,
-            settings=settings,
-        )
+    @staticmethod
+    def _done(uow: UnitOfWork, event: DomainEvent, name: str) -> bool:
+        return uow.handled_events.count({"event_id": event.id, "handler": name}) > 0

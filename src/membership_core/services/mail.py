@@ -13,7 +13,7 @@ import attrs
 
 from .. import _validate as v
 from ..domain.credentials import AccountPolicy, MagicLink, TokenPurpose
-from ..domain.email_settings import AutomatedEmail, EmailSettings
+from ..domain.email_settings import AutomatedEmail, EmailSettings, StoredTemplate
 from ..domain.mail import EmailMessage, MailStatus, OutboxMessage
 from ..domain.members import Member, MemberStatus
 from ..domain.settings import SiteSettings
@@ -243,7 +243,27 @@ class MailService(Service):
         ``values`` are added to ``member`` and ``portal``.
         """
         choice = (uow.email_settings.get("email") or EmailSettings()).choice(email)
-        if not choice.sends_for(occurred_at) or member.status is not MemberStatus.ACTIVE:
+        if not choice.sends_for(occurred_at):
+            return None
+        stored = uow.email_templates.get(choice.template_id) if choice.template_id else None
+        return self._queue_for_member(uow, email.value, member, values, idempotency_key, stored)
+
+    def _queue_for_member(
+        self,
+        uow: UnitOfWork,
+        kind: str,
+        member: Member,
+        values: Mapping[str, Any],
+        idempotency_key: str,
+        stored: StoredTemplate | None,
+    ) -> OutboxMessage | None:
+        """Queue the ``kind`` email to an active ``member``, with an admin's template if given.
+
+        A ``stored`` template that no longer renders falls back to the
+        default of its kind, logged. A member who is not active (suspended,
+        deleted) gets nothing.
+        """
+        if member.status is not MemberStatus.ACTIVE:
             return None
         settings = self._site(uow)
         context = {
@@ -252,17 +272,16 @@ class MailService(Service):
             "portal": portal_values(settings),
         }
         chosen = None
-        stored = uow.email_templates.get(choice.template_id) if choice.template_id else None
         if stored is not None:
             chosen = EmailTemplate(stored.subject, stored.html, stored.text)
             try:
-                self.render(email.value, {**context, **_LINK_PLACEHOLDER}, template=chosen)
+                self.render(kind, {**context, **_LINK_PLACEHOLDER}, template=chosen)
             except TemplateError:
-                log.exception("template %s failed; the default %s is sent", stored.id, email.value)
+                log.exception("template %s failed; the default %s is sent", stored.id, kind)
                 chosen = None
         return self.queue(
             uow,
-            kind=email.value,
+            kind=kind,
             to=member.email,
             context=context,
             idempotency_key=idempotency_key,

@@ -28,9 +28,22 @@ def _initial_schema(connection: sa.Connection) -> None:
     metadata.create_all(connection, checkfirst=True)
 
 
+def _tables_and_indexes_since_1(connection: sa.Connection) -> None:
+    # Before the first release the schema grew (account requests, email
+    # settings and templates, assessments, automation rules, an index of
+    # enrollments by product) without steps of its own: databases made in
+    # between get what they miss. The first release freezes this step; later
+    # ones name exactly what they add.
+    metadata.create_all(connection, checkfirst=True)
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(connection, checkfirst=True)
+
+
 #: (version, description, apply) in order. Append; never edit a released step.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "initial schema", _initial_schema),
+    (2, "tables and indexes added before the first release", _tables_and_indexes_since_1),
 )
 
 LATEST = MIGRATIONS[-1][0]
