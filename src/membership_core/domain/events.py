@@ -197,8 +197,8 @@ class LessonsUnlocked(DomainEvent):
 
 
 @attrs.frozen(kw_only=True)
-class AssessmentPassed(DomainEvent):
-    """A member passed an assessment (which completed its lesson)."""
+class _AssessmentSubmitted(DomainEvent):
+    """What both outcomes of a submitted attempt tell."""
 
     member_id: str
     product_id: str
@@ -209,15 +209,13 @@ class AssessmentPassed(DomainEvent):
 
 
 @attrs.frozen(kw_only=True)
-class AssessmentFailed(DomainEvent):
-    """A member submitted an attempt that did not pass (or came too late)."""
+class AssessmentPassed(_AssessmentSubmitted):
+    """A member passed an assessment (which completed its lesson)."""
 
-    member_id: str
-    product_id: str
-    lesson_id: str
-    assessment_id: str
-    attempt_id: str
-    percent: int
+
+@attrs.frozen(kw_only=True)
+class AssessmentFailed(_AssessmentSubmitted):
+    """A member submitted an attempt that did not pass (or came too late)."""
 
 
 @attrs.frozen(kw_only=True)
