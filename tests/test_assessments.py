@@ -356,3 +356,25 @@ def test_building_validates_and_writes_nothing_on_failure(open_portal: PortalFac
     portal.assessments.delete(quiz.id)
     with pytest.raises(NotFound):
         portal.assessments.get(quiz.id)
+
+
+def test_the_report_sums_up_every_members_attempts(open_portal: PortalFactory) -> None:
+    portal = open_portal()
+    course, quiz = _course_with_quiz(portal)
+    ada = portal.checkout.purchase(course.offer.id, email="ada@example.com").member_id
+    bob = portal.checkout.purchase(course.offer.id, email="bob@example.com").member_id
+    for member, answers in ((ada, {"capital": "lyon"}), (ada, ALL_RIGHT), (bob, {"wet": True})):
+        attempt = portal.assessments.start_attempt(member, quiz)
+        portal.assessments.submit(member, attempt.attempt_id, answers)
+    portal.assessments.start_attempt(bob, quiz)  # in progress: not counted
+    report = portal.assessments.report(quiz)
+    assert (report.attempts, report.members, report.passed_members) == (3, 2, 1)
+    assert report.best_percents == {ada: 100, bob: 12}
+    by_question = {q.question_id: (q.answered, q.correct) for q in report.questions}
+    assert by_question == {
+        "capital": (2, 1),
+        "primes": (1, 1),
+        "wet": (2, 2),
+        "symbol": (1, 1),
+        "author": (1, 1),
+    }

@@ -793,6 +793,7 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
         missing(lambda b, a, g: b.assessments.attempts(a.ada, a.quiz)),
         missing(lambda b, a, g: b.assessments.attempts(g.member, a.quiz)),
     ],
+    "assessments.report": [missing(lambda b, a, g: b.assessments.report(a.quiz))],
     "assessments.best_score": [
         missing(lambda b, a, g: b.assessments.best_score(g.member, a.quiz)),
     ],

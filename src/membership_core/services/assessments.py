@@ -39,7 +39,14 @@ from ._unset import UNSET, _Unset
 from .access import AccessService
 from .progress import ProgressService
 
-__all__ = ["AssessmentsService", "AttemptQuestion", "AttemptResult", "AttemptView"]
+__all__ = [
+    "AssessmentReport",
+    "AssessmentsService",
+    "AttemptQuestion",
+    "AttemptResult",
+    "AttemptView",
+    "QuestionReport",
+]
 
 
 @attrs.frozen
@@ -63,6 +70,31 @@ class AttemptView:
     started_at: datetime
     deadline: datetime | None
     questions: tuple[AttemptQuestion, ...]
+
+
+@attrs.frozen
+class QuestionReport:
+    """How one question fared across every submitted attempt."""
+
+    question_id: str
+    answered: int
+    correct: int
+
+
+@attrs.frozen
+class AssessmentReport:
+    """An assessment's results across members, for analytics.
+
+    ``passed_members`` counts members with at least one passing attempt;
+    ``best_percents`` is each member's best score, by member id.
+    """
+
+    assessment_id: str
+    attempts: int
+    members: int
+    passed_members: int
+    best_percents: Mapping[str, int]
+    questions: tuple[QuestionReport, ...]
 
 
 @attrs.frozen
@@ -340,6 +372,40 @@ class AssessmentsService(Service):
         """The member's best submitted score (``None`` before any)."""
         scored = [a.score for a in self.attempts(member_id, assessment_id) if a.score is not None]
         return max(scored, key=lambda s: s.points, default=None)
+
+    def report(self, assessment_id: str) -> AssessmentReport:
+        """Every submitted attempt summed up: members, passes, best scores, per-question marks."""
+        v.identifier("assessment_id", assessment_id, "asm")
+        with self._ctx.uow(write=False) as uow:
+            assessment = self._require(
+                uow.assessments, "assessment", assessment_id, "assessment_id"
+            )
+            attempts = [
+                a
+                for a in uow.assessment_attempts.find({"assessment_id": assessment_id})
+                if a.score is not None
+            ]
+        best: dict[str, int] = {}
+        passed: set[str] = set()
+        answered = dict.fromkeys((q.id for q in assessment.questions), 0)
+        correct = dict(answered)
+        for attempt in attempts:
+            assert attempt.score is not None
+            best[attempt.member_id] = max(best.get(attempt.member_id, 0), attempt.score.percent)
+            if attempt.passed:
+                passed.add(attempt.member_id)
+            for result in attempt.score.questions:
+                if result.question_id in answered and result.question_id in attempt.answers:
+                    answered[result.question_id] += 1
+                    correct[result.question_id] += result.correct
+        return AssessmentReport(
+            assessment_id,
+            len(attempts),
+            len(best),
+            len(passed),
+            dict(sorted(best.items())),
+            tuple(QuestionReport(q, answered[q], correct[q]) for q in answered),
+        )
 
     # -- helpers ------------------------------------------------------------------------
 
