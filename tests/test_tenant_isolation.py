@@ -118,6 +118,7 @@ class Acme:
     pending_purchase: str  # dee's, waiting for its webhook
     pending_webhook: WebhookDelivery  # that webhook: signed, not delivered yet
     certificate: Certificate
+    certificate_code: str  # its verification code
     message: str  # a sent email
     message_key: str
     reset_token: str
@@ -309,6 +310,7 @@ def _build_acme(a: TestPortal) -> Acme:
         pending_purchase=pending.id,
         pending_webhook=pending_webhook,
         certificate=certificate,
+        certificate_code=a.certificates.verification_code(certificate.id),
         message=sent.id,
         message_key=sent.idempotency_key,
         reset_token=found.group(1),
@@ -361,7 +363,16 @@ def _build_globex(b: TestPortal) -> Globex:
 Snapshot = dict[str, list[tuple[str, ...]]]
 
 #: Collections whose ids are names (or hashes of them), the same in every portal.
-_NAMED_IDS = frozenset({"settings", "email_settings", "checkpoints", "attempt_counters"})
+_NAMED_IDS = frozenset(
+    {
+        "settings",
+        "email_settings",
+        "checkpoints",
+        "attempt_counters",
+        "portal_keys",
+        "certificate_designs",  # named by the hash of their source
+    }
+)
 
 
 def _snapshot(storage: SqlStorage, tenant: str) -> Snapshot:
@@ -433,7 +444,13 @@ def answers(check: Check, call: Call, *, writes: bool = False) -> Attempt:
 def _traces(result: object, a: Acme) -> list[str]:
     """A's ids and secrets found in ``result``'s repr."""
     text = repr(result)
-    secrets = (a.certificate.serial, a.reset_token, a.magic_token, "Acme Academy")
+    secrets = (
+        a.certificate.serial,
+        a.certificate_code,
+        a.reset_token,
+        a.magic_token,
+        "Acme Academy",
+    )
     return [value for value in (*a.ids, *secrets) if value in text]
 
 
@@ -668,19 +685,28 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
     "certificates.render_html": [
         missing(lambda b, a, g: b.certificates.render_html(a.certificate.id))
     ],
+    "certificates.reissue": [
+        missing(lambda b, a, g: b.certificates.reissue(a.certificate.id, reason="x"))
+    ],
+    "certificates.revoke": [
+        missing(lambda b, a, g: b.certificates.revoke(a.certificate.id, reason="x"))
+    ],
+    "certificates.verification_code": [
+        missing(lambda b, a, g: b.certificates.verification_code(a.certificate.id))
+    ],
     "certificates.verification_url": [
-        # Made from the certificate the caller holds and B's own base URL; reads nothing.
-        answers(
-            lambda r, b, a, g: r.startswith("https://globex.example/"),
-            lambda b, a, g: b.certificates.verification_url(a.certificate),
-        )
+        missing(lambda b, a, g: b.certificates.verification_url(a.certificate.id))
     ],
     "certificates.verify": [
-        # The public check: an unknown serial is UNKNOWN, with no facts.
+        # The public check: an unknown serial or code is UNKNOWN, with no facts.
         answers(
-            lambda r, b, a, g: r.status is CertificateStatus.UNKNOWN and r.certificate is None,
+            lambda r, b, a, g: r.status is CertificateStatus.UNKNOWN and r.facts is None,
             lambda b, a, g: b.certificates.verify(a.certificate.serial),
-        )
+        ),
+        answers(
+            lambda r, b, a, g: r.status is CertificateStatus.UNKNOWN and r.facts is None,
+            lambda b, a, g: b.certificates.verify(a.certificate_code),
+        ),
     ],
     # -- checkout
     "checkout.accept_upsell": [
