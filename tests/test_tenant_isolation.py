@@ -128,6 +128,7 @@ class Acme:
     drip_course: tuple[Product, tuple[Category, ...], tuple[Lesson, ...]]
     bob_schedule: Mapping[str, LessonAvailability] | None
     template: str  # A's welcome template, selected for the welcome email
+    certificate_template: str  # A's certificate template, used by the drip course
     quiz: str  # the assessment of ``lesson``, passed by ada
     attempt: str  # ada's passed attempt
     rule: str  # A's own automation rule (besides its default one), sending ``template``
@@ -176,6 +177,10 @@ def _build_acme(a: TestPortal) -> Acme:
         html='<img src="https://acme.example/logo.png"> <a href="{{ login_url }}">Log in</a>',
     )
     a.settings.update_email("welcome", enabled=True, template_id=template.id)
+    certificate_template = a.certificates.create_template(
+        "Acme certificate",
+        html="<h1>Acme: {{ certificate.recipient_name }}</h1>{{ certificate.qr_svg }}",
+    )
     course = build_course(a, lessons=3, title="Acme Python")
     first, _, third = course.lessons
     subcategory = a.catalog.add_category(course.product.id, "Appendix", parent_id=first.category_id)
@@ -189,6 +194,7 @@ def _build_acme(a: TestPortal) -> Acme:
     a.drip.configure(drip.id, DripSettings(FromAccessGrant()))
     a.drip.set_rules(drip.id, week2.id, [AfterDelay(days=7)])
     a.catalog.publish_product(drip.id)
+    a.certificates.use_template(drip.id, certificate_template.id)
 
     def offer(title: str, products: list[str], plan: Any = None) -> str:
         made = a.offers.create_offer(title, products, plan=plan)
@@ -319,6 +325,7 @@ def _build_acme(a: TestPortal) -> Acme:
         drip_course=drip_course,
         bob_schedule=_schedule(a, drip_course, bought.member_id),
         template=template.id,
+        certificate_template=certificate_template.id,
         quiz=quiz.id,
         attempt=attempt.attempt_id,
         rule=rule.id,
@@ -677,7 +684,13 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
         # A listing: B holds no certificate of A's member.
         answers(lambda r, b, a, g: r == [], lambda b, a, g: b.certificates.for_member(a.ada))
     ],
+    "certificates.delete_template": [
+        missing(lambda b, a, g: b.certificates.delete_template(a.certificate_template))
+    ],
     "certificates.get": [missing(lambda b, a, g: b.certificates.get(a.certificate.id))],
+    "certificates.get_template": [
+        missing(lambda b, a, g: b.certificates.get_template(a.certificate_template))
+    ],
     "certificates.issue": [
         missing(lambda b, a, g: b.certificates.issue(a.ada, a.product)),
         missing(lambda b, a, g: b.certificates.issue(g.member, a.product)),
@@ -685,11 +698,21 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
     "certificates.render_html": [
         missing(lambda b, a, g: b.certificates.render_html(a.certificate.id))
     ],
+    "certificates.preview_template": [
+        missing(lambda b, a, g: b.certificates.preview_template(a.certificate_template))
+    ],
     "certificates.reissue": [
         missing(lambda b, a, g: b.certificates.reissue(a.certificate.id, reason="x"))
     ],
     "certificates.revoke": [
         missing(lambda b, a, g: b.certificates.revoke(a.certificate.id, reason="x"))
+    ],
+    "certificates.update_template": [
+        missing(lambda b, a, g: b.certificates.update_template(a.certificate_template, name="x"))
+    ],
+    "certificates.use_template": [
+        missing(lambda b, a, g: b.certificates.use_template(a.drip_product, None)),
+        missing(lambda b, a, g: b.certificates.use_template(g.product, a.certificate_template)),
     ],
     "certificates.verification_code": [
         missing(lambda b, a, g: b.certificates.verification_code(a.certificate.id))
@@ -997,6 +1020,17 @@ BLIND_CALLS: dict[str, Attempt] = {
     ),
     "catalog.create_product": answers(
         _new_of_b, lambda b, a, g: b.catalog.create_product("Globex extra")
+    ),
+    "certificates.create_template": answers(
+        _new_of_b,
+        lambda b, a, g: b.certificates.create_template(
+            "Globex certificate", html="<p>{{ certificate.verification_url }}</p>"
+        ),
+    ),
+    "certificates.list_templates": answers(
+        # Only the one B made just before (listed above), if any.
+        lambda r, b, a, g: [t.name for t in r] in ([], ["Globex certificate"]),
+        lambda b, a, g: b.certificates.list_templates(),
     ),
     "catalog.search_products": answers(
         lambda r, b, a, g: [p.id for p in r] == [g.product],
