@@ -742,7 +742,7 @@ def _qr(url: str) -> tuple[_Svg, str]:
     """The QR code of ``url``: inline SVG markup and a ``data:`` URI of the same SVG."""
     segno = load("segno", "the certificate's QR code")
     code = segno.make(url, error="m")
-    options: dict[str, Any] = {"scale": 4, "border": 2, "dark": "#1f2933"}
+    options: dict[str, Any] = {"scale": 4, "border": 2, "dark": "#1f2933", "omitsize": True}
     svg = code.svg_inline(title="Scan to verify this certificate", **options)
     return _Svg(svg), str(code.svg_data_uri(**options))
 
