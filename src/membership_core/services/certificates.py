@@ -19,6 +19,7 @@ import base64
 import enum
 import functools
 import hmac
+import os
 import secrets
 from datetime import UTC, datetime
 from importlib import resources
@@ -28,6 +29,7 @@ import attrs
 
 from .. import _validate as v
 from .._optional import load
+from ..adapters.certificate_pdf import render_certificate_pdf
 from ..domain.catalog import Product
 from ..domain.certificates import (
     SERIAL_ALPHABET,
@@ -557,6 +559,33 @@ class CertificatesService(Service):
             settings = self._site(uow)
         values = _certificate_values(certificate, code, _url(settings, code))
         return self._renderer.render_string(source, {"certificate": values}, html=True)
+
+    def render_pdf(
+        self, certificate_id: str, *, font: str | os.PathLike[str] | None = None
+    ) -> bytes:
+        """The certificate as an A4 landscape PDF, from its stored facts only.
+
+        Drawn with ReportLab (``membership_core[pdf]``; a ``ConfigurationError``
+        names the extra when it is missing) in a fixed layout matching the
+        default template, with the QR code and a link to the verification
+        page. ``font`` is a TrueType file for names and titles in scripts the
+        shipped Bitstream Vera lacks (a ``ConfigurationError`` on ``font``
+        says which character it could not print). The same certificate gives
+        the same bytes every time.
+        """
+        v.identifier("certificate_id", certificate_id, "cert")
+        if font is not None and not isinstance(font, str | os.PathLike):
+            raise ValidationError("font", f"must be a path to a font file, not {font!r}")
+        with self._ctx.uow(write=False) as uow:
+            certificate = self._require(
+                uow.certificates, "certificate", certificate_id, "certificate_id"
+            )
+            code = verification_code(self._key(uow), certificate)
+            settings = self._site(uow)
+        url = _url(settings, code)
+        values = _certificate_values(certificate, code, url)
+        matrix = load("segno", "the certificate's QR code").make(url, error="m").matrix
+        return render_certificate_pdf(values, matrix, font=font)
 
     @staticmethod
     def _source(uow: UnitOfWork, certificate: Certificate) -> str:
