@@ -18,8 +18,10 @@ identifier cannot be added without an entry in :data:`CROSS_CALLS`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import inspect
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -119,6 +121,7 @@ class Acme:
     pending_webhook: WebhookDelivery  # that webhook: signed, not delivered yet
     certificate: Certificate
     certificate_code: str  # its verification code
+    public_key: dict[str, str]  # A's signing key (public part)
     message: str  # a sent email
     message_key: str
     reset_token: str
@@ -317,6 +320,7 @@ def _build_acme(a: TestPortal) -> Acme:
         pending_webhook=pending_webhook,
         certificate=certificate,
         certificate_code=a.certificates.verification_code(certificate.id),
+        public_key=a.certificates.public_key(),
         message=sent.id,
         message_key=sent.idempotency_key,
         reset_token=found.group(1),
@@ -446,6 +450,12 @@ def refused(error: type[MembershipError], call: Call) -> Attempt:
 def answers(check: Check, call: Call, *, writes: bool = False) -> Attempt:
     """B answers as documented for what it does not know (an empty list, ``None``...)."""
     return Attempt(call, check=check, writes=writes)
+
+
+def _jws_part(token: str, index: int) -> Any:
+    """The JSON of part ``index`` of a compact JWS (0: header, 1: payload)."""
+    part = token.split(".")[index]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
 
 
 def _traces(result: object, a: Acme) -> list[str]:
@@ -697,6 +707,12 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
     ],
     "certificates.render_html": [
         missing(lambda b, a, g: b.certificates.render_html(a.certificate.id))
+    ],
+    "certificates.render_pdf": [
+        missing(lambda b, a, g: b.certificates.render_pdf(a.certificate.id))
+    ],
+    "certificates.open_badge": [
+        missing(lambda b, a, g: b.certificates.open_badge(a.certificate.id))
     ],
     "certificates.preview_template": [
         missing(lambda b, a, g: b.certificates.preview_template(a.certificate_template))
@@ -1031,6 +1047,17 @@ BLIND_CALLS: dict[str, Attempt] = {
         # Only the one B made just before (listed above), if any.
         lambda r, b, a, g: [t.name for t in r] in ([], ["Globex certificate"]),
         lambda b, a, g: b.certificates.list_templates(),
+    ),
+    "certificates.public_key": answers(
+        lambda r, b, a, g: r != a.public_key, lambda b, a, g: b.certificates.public_key()
+    ),
+    "certificates.status_list": answers(
+        # B's list: signed with B's key, naming B's site.
+        lambda r, b, a, g: (
+            _jws_part(r, 0)["jwk"] == b.certificates.public_key() != a.public_key
+            and _jws_part(r, 1)["issuer"]["name"] == "Globex"
+        ),
+        lambda b, a, g: b.certificates.status_list(a.certificate.status_list),
     ),
     "catalog.search_products": answers(
         lambda r, b, a, g: [p.id for p in r] == [g.product],

@@ -48,6 +48,7 @@ from ..domain.settings import SiteSettings
 from ..errors import ConfigurationError, Conflict, ValidationError
 from ..ports.storage import UnitOfWork
 from ..templating import TemplateError, TemplateRenderer
+from . import _badges
 from ._context import Context, Service
 from ._unset import UNSET, _Unset
 
@@ -586,6 +587,65 @@ class CertificatesService(Service):
         values = _certificate_values(certificate, code, url)
         matrix = load("segno", "the certificate's QR code").make(url, error="m").matrix
         return render_certificate_pdf(values, matrix, font=font)
+
+    # -- Open Badges -----------------------------------------------------------------
+
+    def open_badge(self, certificate_id: str) -> str:
+        """The certificate as a signed Open Badges 3.0 ``OpenBadgeCredential`` (a VC-JWT).
+
+        A compact JWS (EdDSA, Ed25519) whose payload is the credential: the
+        issuer (the site's title and ``base_url``), the achievement (id, type,
+        name, description and criteria of the course), the recipient (an
+        opaque id, their name and their salted, hashed email) and a
+        ``credentialStatus`` pointing at its bit of :meth:`status_list`. The
+        header carries the public key (:meth:`public_key`). Needs
+        ``membership_core[badges]``.
+        """
+        v.identifier("certificate_id", certificate_id, "cert")
+        with self._ctx.uow(write=False) as uow:
+            certificate = self._require(
+                uow.certificates, "certificate", certificate_id, "certificate_id"
+            )
+            member = uow.members.get(certificate.member_id)
+            key = self._key(uow)
+            base = self._site(uow).base_url.rstrip("/")
+        email = member.email if member is not None else ""
+        return _badges.sign(key, _badges.credential(key, certificate, base=base, email=email))
+
+    def status_list(self, number: int = 1) -> str:
+        """Revocation status list ``number`` as a signed ``BitstringStatusListCredential``.
+
+        The host serves it at ``{base_url}/certificates/status/{number}`` (the
+        URL every exported credential names); its bit at a certificate's
+        ``status_index`` is 1 once that certificate is revoked or reissued.
+        Signed like :meth:`open_badge`; ``validFrom`` is now, so serve a
+        fresh one (or cache it briefly). Needs ``membership_core[badges]``.
+        """
+        number = v.integer("number", number, minimum=1)
+        now = self._ctx.now()
+        with self._ctx.uow(write=False) as uow:
+            revoked = uow.certificates.find_due("revoked_at", now, {"status_list": number})
+            key = self._key(uow)
+            settings = self._site(uow)
+        payload = _badges.status_list_credential(
+            base=settings.base_url.rstrip("/"),
+            issuer_name=settings.title,
+            number=number,
+            size=STATUS_LIST_SIZE,
+            revoked=(certificate.status_index for certificate in revoked),
+            now=now,
+        )
+        return _badges.sign(key, payload)
+
+    def public_key(self) -> dict[str, str]:
+        """The portal's public signing key as a JWK, for the host to publish.
+
+        Only the public part (``kty``, ``crv``, ``x``, ...), never the private
+        one. Needs ``membership_core[badges]``.
+        """
+        with self._ctx.uow(write=False) as uow:
+            key = self._key(uow)
+        return _badges.public_jwk(key)
 
     @staticmethod
     def _source(uow: UnitOfWork, certificate: Certificate) -> str:
