@@ -27,7 +27,12 @@ from membership_core.domain.automations import (
 )
 from membership_core.domain.billing import Billing, BillingStatus
 from membership_core.domain.catalog import Category, Lesson, LessonKind, Product, ProductStatus
-from membership_core.domain.certificates import Certificate
+from membership_core.domain.certificates import (
+    Certificate,
+    CertificateDesign,
+    CertificateTemplate,
+    PortalKey,
+)
 from membership_core.domain.checkpoints import Checkpoint
 from membership_core.domain.coupons import StoredCoupon
 from membership_core.domain.credentials import (
@@ -368,6 +373,7 @@ def product_with_drip(**kw: Any) -> Product:
             "cat_1": (AfterDelay(days=7, at=time(9, 0)), AfterLesson()),
             "les_1": (OnDate(datetime(2026, 3, 29, 2, 30)), AfterAssessment("asm_1")),
         },
+        "certificate_template_id": "ctpl_x",
     }
     return product(**(values | kw))
 
@@ -407,10 +413,39 @@ def certificate(**kw: Any) -> Certificate:
         "issuer_name": "Portal",
         "completed_at": T0,
         "issued_at": T0,
-        "revoked_at": None,
-        "revocation_reason": None,
+        "revoked_at": T0,
+        "revocation_reason": "reissued: a typo",
+        "course_description": "All about it.",
+        "design_id": "cdsn_" + "0" * 40,
+        "generation": 2,
+        "replaces": "cert_prev",
+        "replaced_by": "cert_next",
+        "status_list": 3,
+        "status_index": next(_n),
     }
     return Certificate(**(values | kw))
+
+
+def portal_key(**kw: Any) -> PortalKey:
+    values: dict[str, Any] = {"id": "certificates", "secret": "A" * 43, "created_at": T0}
+    return PortalKey(**(values | kw))
+
+
+def certificate_template(**kw: Any) -> CertificateTemplate:
+    values: dict[str, Any] = {
+        "id": _id("ctpl"),
+        "name": f"Template {next(_n)}",
+        "html": "<p>{{ certificate.recipient_name }} {{ certificate.verification_url }}</p>",
+        "design_id": "cdsn_" + "1" * 40,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return CertificateTemplate(**(values | kw))
+
+
+def certificate_design(**kw: Any) -> CertificateDesign:
+    values: dict[str, Any] = {"id": _id("cdsn"), "html": "<p>{{ certificate.serial }}</p>"}
+    return CertificateDesign(**(values | {"created_at": T0} | kw))
 
 
 def event_record(**kw: Any) -> EventRecord:
@@ -635,6 +670,9 @@ BUILDERS: dict[str, Any] = {
     "lesson_activity": lesson_activity,
     "drip_progress": drip_progress,
     "certificates": certificate,
+    "portal_keys": portal_key,
+    "certificate_templates": certificate_template,
+    "certificate_designs": certificate_design,
     "events": event_record,
     "handled_events": handled_event,
     "mail": outbox_message,

@@ -29,6 +29,12 @@ def test_demo_walks_a_member_to_a_certificate(tmp_path: Path) -> None:
     html = certificate.read_text("utf-8")
     assert "Ada Lovelace" in html
     assert "Python Foundations" in html
+    assert "<svg" in html  # the QR code of the verification link
+    (code,) = re.findall(r"verification: valid \(code (\S+)\)", report)
+    assert f"verify?code={code}" in html
+    pdf = Path(re.findall(r"file: (\S+\.pdf)", report)[0])
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    assert pdf.with_suffix(".html") == certificate
     # a second run in the same place starts afresh instead of failing
     assert run_demo(tmp_path / "demo", io.StringIO()) == 0
 
@@ -42,14 +48,18 @@ def test_a_second_run_replaces_only_the_demos_own_files(tmp_path: Path) -> None:
     (folder / "outbox" / "mine.txt").write_text("mine", "utf-8")
     stale = folder / "certificate-OLD-0000.html"
     stale.write_text("from an earlier run", "utf-8")
+    stale_pdf = folder / "certificate-OLD-0000.pdf"
+    stale_pdf.write_bytes(b"%PDF- from an earlier run")
     out = io.StringIO()
     assert run_demo(folder, out) == 0
     assert notes.read_text("utf-8") == "keep me"
     assert (folder / "outbox" / "mine.txt").read_text("utf-8") == "mine"
     assert not stale.exists()  # the demo's own kind of file, in the demo's folder
+    assert not stale_pdf.exists()
     # a fresh database each time: one email, one certificate
     assert len(list((folder / "outbox").glob("*.eml"))) == 1
     assert len(list(folder.glob("certificate-*.html"))) == 1
+    assert len(list(folder.glob("certificate-*.pdf"))) == 1
     assert "verification: valid" in out.getvalue()
 
 

@@ -116,6 +116,28 @@ FAILING_CALLS: list[tuple[str, Callable[[World], object]]] = [
         "move into another product's category",
         lambda w: w.portal.catalog.move_lesson(w.course.lessons[0].id, w.empty_category_id, 0),
     ),
+    (
+        "a certificate for a course not completed",
+        lambda w: w.portal.certificates.issue(
+            w.portal.members.find_by_email("ada@example.com").id, w.course.product.id
+        ),
+    ),
+    (
+        "a certificate template nobody could verify",
+        lambda w: w.portal.certificates.create_template("Bad", html="<p>no link</p>"),
+    ),
+    (
+        "a missing certificate template for a product",
+        lambda w: w.portal.certificates.use_template(w.course.product.id, "ctpl_999999"),
+    ),
+    (
+        "revoke without a reason",
+        lambda w: w.portal.certificates.revoke("cert_999999", reason=" "),
+    ),
+    (
+        "reissue a missing certificate",
+        lambda w: w.portal.certificates.reissue("cert_999999", reason="x"),
+    ),
 ]
 
 
@@ -212,6 +234,24 @@ def test_completion_whose_course_record_conflicts_writes_nothing(
     with pytest.raises(Conflict, match="course_completions"):
         server.progress.complete_lesson(purchase.member_id, last.id)
     assert _snapshot(portal) == before
+
+
+def test_reissue_whose_new_certificate_conflicts_writes_nothing(
+    world: World, other_server: Callable[..., Portal]
+) -> None:
+    """The replacement's event is recorded, then its id is taken: the old certificate
+    stays valid, unrevoked, and no replacement exists."""
+    portal = world.portal
+    purchase = portal.checkout.purchase(world.course.offer.id, email="ada@example.com")
+    for lesson in world.course.lessons:
+        portal.progress.complete_lesson(purchase.member_id, lesson.id)
+    (certificate,) = portal.certificates.for_member(purchase.member_id)
+    server = other_server(ids=TakenIds({"cert": certificate.id}))
+    before = _snapshot(portal)
+    with pytest.raises(Conflict, match="certificates"):
+        server.certificates.reissue(certificate.id, reason="typo")
+    assert _snapshot(portal) == before
+    assert portal.certificates.get(certificate.id).revoked_at is None
 
 
 class RacingGateway(TestGateway):

@@ -18,8 +18,10 @@ identifier cannot be added without an entry in :data:`CROSS_CALLS`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import inspect
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -118,6 +120,8 @@ class Acme:
     pending_purchase: str  # dee's, waiting for its webhook
     pending_webhook: WebhookDelivery  # that webhook: signed, not delivered yet
     certificate: Certificate
+    certificate_code: str  # its verification code
+    public_key: dict[str, str]  # A's signing key (public part)
     message: str  # a sent email
     message_key: str
     reset_token: str
@@ -127,6 +131,7 @@ class Acme:
     drip_course: tuple[Product, tuple[Category, ...], tuple[Lesson, ...]]
     bob_schedule: Mapping[str, LessonAvailability] | None
     template: str  # A's welcome template, selected for the welcome email
+    certificate_template: str  # A's certificate template, used by the drip course
     quiz: str  # the assessment of ``lesson``, passed by ada
     attempt: str  # ada's passed attempt
     rule: str  # A's own automation rule (besides its default one), sending ``template``
@@ -175,6 +180,10 @@ def _build_acme(a: TestPortal) -> Acme:
         html='<img src="https://acme.example/logo.png"> <a href="{{ login_url }}">Log in</a>',
     )
     a.settings.update_email("welcome", enabled=True, template_id=template.id)
+    certificate_template = a.certificates.create_template(
+        "Acme certificate",
+        html="<h1>Acme: {{ certificate.recipient_name }}</h1>{{ certificate.qr_svg }}",
+    )
     course = build_course(a, lessons=3, title="Acme Python")
     first, _, third = course.lessons
     subcategory = a.catalog.add_category(course.product.id, "Appendix", parent_id=first.category_id)
@@ -188,6 +197,7 @@ def _build_acme(a: TestPortal) -> Acme:
     a.drip.configure(drip.id, DripSettings(FromAccessGrant()))
     a.drip.set_rules(drip.id, week2.id, [AfterDelay(days=7)])
     a.catalog.publish_product(drip.id)
+    a.certificates.use_template(drip.id, certificate_template.id)
 
     def offer(title: str, products: list[str], plan: Any = None) -> str:
         made = a.offers.create_offer(title, products, plan=plan)
@@ -309,6 +319,8 @@ def _build_acme(a: TestPortal) -> Acme:
         pending_purchase=pending.id,
         pending_webhook=pending_webhook,
         certificate=certificate,
+        certificate_code=a.certificates.verification_code(certificate.id),
+        public_key=a.certificates.public_key(),
         message=sent.id,
         message_key=sent.idempotency_key,
         reset_token=found.group(1),
@@ -317,6 +329,7 @@ def _build_acme(a: TestPortal) -> Acme:
         drip_course=drip_course,
         bob_schedule=_schedule(a, drip_course, bought.member_id),
         template=template.id,
+        certificate_template=certificate_template.id,
         quiz=quiz.id,
         attempt=attempt.attempt_id,
         rule=rule.id,
@@ -361,7 +374,16 @@ def _build_globex(b: TestPortal) -> Globex:
 Snapshot = dict[str, list[tuple[str, ...]]]
 
 #: Collections whose ids are names (or hashes of them), the same in every portal.
-_NAMED_IDS = frozenset({"settings", "email_settings", "checkpoints", "attempt_counters"})
+_NAMED_IDS = frozenset(
+    {
+        "settings",
+        "email_settings",
+        "checkpoints",
+        "attempt_counters",
+        "portal_keys",
+        "certificate_designs",  # named by the hash of their source
+    }
+)
 
 
 def _snapshot(storage: SqlStorage, tenant: str) -> Snapshot:
@@ -430,10 +452,22 @@ def answers(check: Check, call: Call, *, writes: bool = False) -> Attempt:
     return Attempt(call, check=check, writes=writes)
 
 
+def _jws_part(token: str, index: int) -> Any:
+    """The JSON of part ``index`` of a compact JWS (0: header, 1: payload)."""
+    part = token.split(".")[index]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
 def _traces(result: object, a: Acme) -> list[str]:
     """A's ids and secrets found in ``result``'s repr."""
     text = repr(result)
-    secrets = (a.certificate.serial, a.reset_token, a.magic_token, "Acme Academy")
+    secrets = (
+        a.certificate.serial,
+        a.certificate_code,
+        a.reset_token,
+        a.magic_token,
+        "Acme Academy",
+    )
     return [value for value in (*a.ids, *secrets) if value in text]
 
 
@@ -660,7 +694,13 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
         # A listing: B holds no certificate of A's member.
         answers(lambda r, b, a, g: r == [], lambda b, a, g: b.certificates.for_member(a.ada))
     ],
+    "certificates.delete_template": [
+        missing(lambda b, a, g: b.certificates.delete_template(a.certificate_template))
+    ],
     "certificates.get": [missing(lambda b, a, g: b.certificates.get(a.certificate.id))],
+    "certificates.get_template": [
+        missing(lambda b, a, g: b.certificates.get_template(a.certificate_template))
+    ],
     "certificates.issue": [
         missing(lambda b, a, g: b.certificates.issue(a.ada, a.product)),
         missing(lambda b, a, g: b.certificates.issue(g.member, a.product)),
@@ -668,19 +708,44 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
     "certificates.render_html": [
         missing(lambda b, a, g: b.certificates.render_html(a.certificate.id))
     ],
+    "certificates.render_pdf": [
+        missing(lambda b, a, g: b.certificates.render_pdf(a.certificate.id))
+    ],
+    "certificates.open_badge": [
+        missing(lambda b, a, g: b.certificates.open_badge(a.certificate.id))
+    ],
+    "certificates.preview_template": [
+        missing(lambda b, a, g: b.certificates.preview_template(a.certificate_template))
+    ],
+    "certificates.reissue": [
+        missing(lambda b, a, g: b.certificates.reissue(a.certificate.id, reason="x"))
+    ],
+    "certificates.revoke": [
+        missing(lambda b, a, g: b.certificates.revoke(a.certificate.id, reason="x"))
+    ],
+    "certificates.update_template": [
+        missing(lambda b, a, g: b.certificates.update_template(a.certificate_template, name="x"))
+    ],
+    "certificates.use_template": [
+        missing(lambda b, a, g: b.certificates.use_template(a.drip_product, None)),
+        missing(lambda b, a, g: b.certificates.use_template(g.product, a.certificate_template)),
+    ],
+    "certificates.verification_code": [
+        missing(lambda b, a, g: b.certificates.verification_code(a.certificate.id))
+    ],
     "certificates.verification_url": [
-        # Made from the certificate the caller holds and B's own base URL; reads nothing.
-        answers(
-            lambda r, b, a, g: r.startswith("https://globex.example/"),
-            lambda b, a, g: b.certificates.verification_url(a.certificate),
-        )
+        missing(lambda b, a, g: b.certificates.verification_url(a.certificate.id))
     ],
     "certificates.verify": [
-        # The public check: an unknown serial is UNKNOWN, with no facts.
+        # The public check: an unknown serial or code is UNKNOWN, with no facts.
         answers(
-            lambda r, b, a, g: r.status is CertificateStatus.UNKNOWN and r.certificate is None,
+            lambda r, b, a, g: r.status is CertificateStatus.UNKNOWN and r.facts is None,
             lambda b, a, g: b.certificates.verify(a.certificate.serial),
-        )
+        ),
+        answers(
+            lambda r, b, a, g: r.status is CertificateStatus.UNKNOWN and r.facts is None,
+            lambda b, a, g: b.certificates.verify(a.certificate_code),
+        ),
     ],
     # -- checkout
     "checkout.accept_upsell": [
@@ -972,6 +1037,28 @@ BLIND_CALLS: dict[str, Attempt] = {
     ),
     "catalog.create_product": answers(
         _new_of_b, lambda b, a, g: b.catalog.create_product("Globex extra")
+    ),
+    "certificates.create_template": answers(
+        _new_of_b,
+        lambda b, a, g: b.certificates.create_template(
+            "Globex certificate", html="<p>{{ certificate.verification_url }}</p>"
+        ),
+    ),
+    "certificates.list_templates": answers(
+        # Only the one B made just before (listed above), if any.
+        lambda r, b, a, g: [t.name for t in r] in ([], ["Globex certificate"]),
+        lambda b, a, g: b.certificates.list_templates(),
+    ),
+    "certificates.public_key": answers(
+        lambda r, b, a, g: r != a.public_key, lambda b, a, g: b.certificates.public_key()
+    ),
+    "certificates.status_list": answers(
+        # B's list: signed with B's key, naming B's site.
+        lambda r, b, a, g: (
+            _jws_part(r, 0)["jwk"] == b.certificates.public_key() != a.public_key
+            and _jws_part(r, 1)["issuer"]["name"] == "Globex"
+        ),
+        lambda b, a, g: b.certificates.status_list(a.certificate.status_list),
     ),
     "catalog.search_products": answers(
         lambda r, b, a, g: [p.id for p in r] == [g.product],

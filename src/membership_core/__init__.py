@@ -34,6 +34,7 @@ from .domain.events import (
     AccessExpiring,
     AccessGranted,
     CertificateIssued,
+    CertificateRevoked,
     CourseCompleted,
     DomainEvent,
     LessonCompleted,
@@ -85,7 +86,7 @@ from .plugins.registry import AdapterRegistry
 from .portal import Portal, TickReport
 from .serialization import structure, unstructure
 from .services._unset import UNSET
-from .services.certificates import CertificateStatus, Verification
+from .services.certificates import CertificateFacts, CertificateStatus, Verification
 
 __version__ = "0.1.0"
 
@@ -106,7 +107,9 @@ __all__ = [
     "BillingStatus",
     "Category",
     "Certificate",
+    "CertificateFacts",
     "CertificateIssued",
+    "CertificateRevoked",
     "CertificateStatus",
     "Conditions",
     "ConfigurationError",

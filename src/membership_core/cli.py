@@ -11,7 +11,7 @@ from typing import TextIO
 
 from .adapters.mail_outbox import OutboxFolderMailer
 from .domain.outline import LessonState, Outline, OutlineCategory
-from .errors import MembershipError
+from .errors import ConfigurationError, MembershipError
 from .portal import Portal
 from .serialization import unstructure
 
@@ -42,7 +42,7 @@ def _print_outline(outline: Outline, out: TextIO) -> None:
 DEMO_MARKER = ".membership-demo"
 _MARKER_TEXT = (
     "This folder was made by `membership demo`. Running the demo again here\n"
-    "replaces the files it wrote (demo.db*, outbox/*.eml, certificate-*.html);\n"
+    "replaces the files it wrote (demo.db*, outbox/*.eml, certificate-*.html and .pdf);\n"
     "it never touches anything else.\n"
 )
 
@@ -55,7 +55,9 @@ def _demo_files(directory: Path) -> list[Path]:
     """Every file a previous demo run may have written in ``directory``, that exists."""
     outbox = directory / "outbox"
     found = [directory / f"demo.db{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]
-    found += sorted(directory.glob("certificate-*.html"))
+    found += sorted(directory.glob("certificate-*.html")) + sorted(
+        directory.glob("certificate-*.pdf")
+    )
     if outbox.is_dir() and not outbox.is_symlink():  # never reach out of the folder
         # The .eml files and the mailer's own temporary files (".name.*.tmp").
         found += sorted(outbox.glob("*.eml")) + sorted(outbox.glob(".*.tmp"))
@@ -147,17 +149,31 @@ def run_demo(directory: Path, out: TextIO = sys.stdout, err: TextIO | None = Non
             print(f"    {path}", file=out)
 
         (certificate,) = portal.certificates.for_member(member.id)
-        certificate_path = directory / f"certificate-{certificate.serial}.html"
-        certificate_path.write_text(portal.certificates.render_html(certificate.id), "utf-8")
-        verification = portal.certificates.verify(certificate.serial)
+        code = portal.certificates.verification_code(certificate.id)
+        verification = portal.certificates.verify(code)
         print("\nCertificate:", file=out)
         print(
             f"  serial {certificate.serial}: {certificate.recipient_name}, "
             f"{certificate.course_title}, completed {certificate.completed_at.date()}",
             file=out,
         )
-        print(f"  verification: {verification.status.value}", file=out)
-        print(f"  file: {certificate_path}", file=out)
+        print(f"  verification: {verification.status.value} (code {code})", file=out)
+        print(f"  link: {portal.certificates.verification_url(certificate.id)}", file=out)
+        stem = directory / f"certificate-{certificate.serial}"
+        try:
+            html = portal.certificates.render_html(certificate.id)
+        except ConfigurationError as error:  # the QR code needs membership_core[certificates]
+            print(f"  no certificate file: {error}", file=out)
+            return 0
+        stem.with_suffix(".html").write_text(html, "utf-8")
+        print(f"  file: {stem.with_suffix('.html')}", file=out)
+        try:
+            pdf = portal.certificates.render_pdf(certificate.id)
+        except ConfigurationError as error:
+            print(f"  no PDF: {error}", file=out)
+        else:
+            stem.with_suffix(".pdf").write_bytes(pdf)
+            print(f"  file: {stem.with_suffix('.pdf')}", file=out)
     return 0
 
 

@@ -257,6 +257,7 @@ class Portal:
         context.after_commit = self._after_commit
         context.listened = self._events.listens_to
         self.automations._seed_defaults()
+        self.certificates._seed()
 
     @classmethod
     def open(

@@ -68,6 +68,8 @@ class Product:
     #: Incremented by every change to the product's categories and lessons, so
     #: readers can tell a cached structure is still current.
     structure_version: int = 0
+    #: The certificate template its certificates are issued with (``None``: the default).
+    certificate_template_id: str | None = None
 
     @property
     def published(self) -> bool:

@@ -20,6 +20,7 @@ __all__ = [
     "AssessmentFailed",
     "AssessmentPassed",
     "CertificateIssued",
+    "CertificateRevoked",
     "CourseCompleted",
     "DomainEvent",
     "EventRecord",
@@ -228,12 +229,25 @@ class CourseCompleted(DomainEvent):
 
 @attrs.frozen(kw_only=True)
 class CertificateIssued(DomainEvent):
-    """A certificate was issued."""
+    """A certificate was issued; ``replaces`` names the certificate a reissue replaced."""
 
     certificate_id: str
     member_id: str
     product_id: str
     serial: str
+    replaces: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CertificateRevoked(DomainEvent):
+    """A certificate was revoked; ``replaced_by`` names its reissue, when it was reissued."""
+
+    certificate_id: str
+    member_id: str
+    product_id: str
+    serial: str
+    reason: str
+    replaced_by: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -286,6 +300,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = _register(
     AssessmentFailed,
     CourseCompleted,
     CertificateIssued,
+    CertificateRevoked,
     SettingsChanged,
 )
 

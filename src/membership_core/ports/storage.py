@@ -25,7 +25,12 @@ from ..domain.assessments import Assessment, Attempt
 from ..domain.automations import AutomationRule
 from ..domain.billing import Billing
 from ..domain.catalog import Category, Lesson, Product
-from ..domain.certificates import Certificate
+from ..domain.certificates import (
+    Certificate,
+    CertificateDesign,
+    CertificateTemplate,
+    PortalKey,
+)
 from ..domain.checkpoints import Checkpoint
 from ..domain.coupons import StoredCoupon
 from ..domain.credentials import AccountRequest, AccountToken, Credential
@@ -158,8 +163,18 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
     Collection(
         "certificates",
         Certificate,
-        unique=(("serial",), ("member_id", "product_id")),
+        # A reissue is the next generation: one certificate per member, product and
+        # generation, so concurrent issues (or reissues) of the same one cannot both win.
+        unique=(
+            ("serial",),
+            ("member_id", "product_id", "generation"),
+            ("status_list", "status_index"),
+        ),
+        indexes=(("status_list", "revoked_at"),),
     ),
+    Collection("portal_keys", PortalKey),
+    Collection("certificate_templates", CertificateTemplate, unique=(("name",),)),
+    Collection("certificate_designs", CertificateDesign),
     Collection("events", EventRecord, indexes=(("dispatched_at", "occurred_at"),)),
     Collection("handled_events", HandledEvent, unique=(("event_id", "handler"),)),
     Collection(
@@ -282,6 +297,9 @@ class Repositories(Protocol):
     lesson_activity: Repository[LessonActivity]
     drip_progress: Repository[DripProgress]
     certificates: Repository[Certificate]
+    portal_keys: Repository[PortalKey]
+    certificate_templates: Repository[CertificateTemplate]
+    certificate_designs: Repository[CertificateDesign]
     events: Repository[EventRecord]
     handled_events: Repository[HandledEvent]
     mail: Repository[OutboxMessage]

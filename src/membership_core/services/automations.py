@@ -69,7 +69,7 @@ from ._context import Context, Service
 from ._unset import UNSET, _Unset
 from .access import AccessService
 from .automated_emails import course_values, lesson_values, offer_values
-from .certificates import CertificatesService, verification_url
+from .certificates import CertificatesService
 from .events import Step
 from .mail import MailService
 
@@ -501,15 +501,9 @@ class AutomationRunner(Service):
             certificate = uow.certificates.get(event.certificate_id)
         elif isinstance(event, CourseCompleted):
             # Issued by an earlier action of this rule or another rule: the email links it.
-            found = uow.certificates.find(
-                {"member_id": event.member_id, "product_id": event.product_id}, limit=1
-            )
-            certificate = found[0] if found else None
+            certificate = self._certificates._latest(uow, event.member_id, event.product_id)
         if certificate is not None:
-            values["certificate"] = {
-                "serial": certificate.serial,
-                "verification_url": verification_url(settings, certificate.serial),
-            }
+            values["certificate"] = self._certificates._email_values(uow, certificate)
         return values
 
 
