@@ -711,6 +711,9 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
     "certificates.render_pdf": [
         missing(lambda b, a, g: b.certificates.render_pdf(a.certificate.id))
     ],
+    "certificates.render": [
+        missing(lambda b, a, g: b.certificates.render(a.certificate.id, "pdf"))
+    ],
     "certificates.open_badge": [
         missing(lambda b, a, g: b.certificates.open_badge(a.certificate.id))
     ],
@@ -1048,6 +1051,13 @@ BLIND_CALLS: dict[str, Attempt] = {
         # Only the one B made just before (listed above), if any.
         lambda r, b, a, g: [t.name for t in r] in ([], ["Globex certificate"]),
         lambda b, a, g: b.certificates.list_templates(),
+    ),
+    "certificates.formats": answers(
+        lambda r, b, a, g: r == ("html", "pdf"), lambda b, a, g: b.certificates.formats()
+    ),
+    "certificates.media_type": answers(
+        lambda r, b, a, g: r == "application/pdf",
+        lambda b, a, g: b.certificates.media_type("pdf"),
     ),
     "certificates.public_key": answers(
         lambda r, b, a, g: r != a.public_key, lambda b, a, g: b.certificates.public_key()

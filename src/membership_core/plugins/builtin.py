@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ..adapters.certificate_renderers import HtmlCertificateRenderer, PdfCertificateRenderer
 from ..adapters.mail_memory import MemoryMailer
 from ..adapters.mail_outbox import OutboxFolderMailer
 from ..adapters.mail_smtp import SmtpMailer
@@ -42,7 +43,8 @@ def _memory_mailer(url: str) -> Mailer:
 
 @hookimpl
 def membership_register_adapters(registry: AdapterRegistry) -> None:
-    """Register memory/SQLite/PostgreSQL storage, outbox/SMTP/memory mail, manual payments."""
+    """Register memory/SQLite/PostgreSQL storage, outbox/SMTP/memory mail, manual payments,
+    and the html and pdf certificate renderers."""
     registry.add_storage("memory", _memory_storage)
     registry.add_storage("sqlite", _sql_storage)
     registry.add_storage("postgresql", _sql_storage)
@@ -51,3 +53,5 @@ def membership_register_adapters(registry: AdapterRegistry) -> None:
     registry.add_mailer("smtp", SmtpMailer.from_url)
     registry.add_mailer("smtps", SmtpMailer.from_url)
     registry.add_gateway("manual", ManualGateway)
+    registry.add_certificate_renderer("html", HtmlCertificateRenderer())
+    registry.add_certificate_renderer("pdf", PdfCertificateRenderer())

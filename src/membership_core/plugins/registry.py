@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..ports.certificates import CertificateRenderer
 from ..ports.mail import Mailer
 from ..ports.payments import PaymentGateway
 from ..ports.storage import Storage
@@ -18,23 +19,29 @@ GatewayFactory = Callable[[], PaymentGateway]
 
 
 class AdapterRegistry:
-    """Adapters offered by plugins, by URL scheme (storage, mail) or name (gateways)."""
+    """Adapters offered by plugins, by URL scheme (storage, mail) or name (gateways,
+    certificate formats)."""
 
     def __init__(self) -> None:
         self._storage: dict[str, StorageFactory] = {}
         self._mailers: dict[str, MailerFactory] = {}
         self._gateways: dict[str, GatewayFactory] = {}
+        self._renderers: dict[str, CertificateRenderer] = {}
 
     @staticmethod
-    def _add(kind: str, table: dict[str, Any], key: str, factory: Any) -> None:
+    def _check_key(kind: str, table: dict[str, Any], key: str) -> None:
         if not isinstance(key, str) or not key:
             raise ConfigurationError(f"{kind} name must be a non-empty string", field="name")
-        if not callable(factory):
-            raise ConfigurationError(f"{kind} {key!r}: factory is not callable", field="factory")
         if key in table:  # silently replacing an adapter would hide a plugin clash
             raise ConfigurationError(
                 f"{kind} {key!r} is already registered by another plugin", field="name"
             )
+
+    @classmethod
+    def _add(cls, kind: str, table: dict[str, Any], key: str, factory: Any) -> None:
+        cls._check_key(kind, table, key)
+        if not callable(factory):
+            raise ConfigurationError(f"{kind} {key!r}: factory is not callable", field="factory")
         table[key] = factory
 
     def add_storage(self, scheme: str, factory: StorageFactory) -> None:
@@ -48,6 +55,30 @@ class AdapterRegistry:
     def add_gateway(self, name: str, factory: GatewayFactory) -> None:
         """Offer a payment gateway called ``name``; ``factory()`` builds it."""
         self._add("gateway", self._gateways, name, factory)
+
+    def add_certificate_renderer(self, format: str, renderer: CertificateRenderer) -> None:
+        """Offer certificates in ``format`` (``"pdf"``, ``"png"``, ...) through ``renderer``."""
+        if not isinstance(renderer, CertificateRenderer):
+            raise ConfigurationError(
+                f"certificate format {format!r}: the renderer needs media_type and render()",
+                field="renderer",
+            )
+        self._check_key("certificate format", self._renderers, format)
+        self._renderers[format] = renderer
+
+    def certificate_renderer(self, format: str) -> CertificateRenderer:
+        """The renderer of ``format``; ``ConfigurationError`` naming the known ones otherwise."""
+        if format not in self._renderers:
+            known = ", ".join(sorted(self._renderers))
+            raise ConfigurationError(
+                f"no certificate renderer for {format!r} (known: {known})", field="format"
+            )
+        return self._renderers[format]
+
+    @property
+    def certificate_formats(self) -> tuple[str, ...]:
+        """Every format a certificate can be rendered to."""
+        return tuple(sorted(self._renderers))
 
     @staticmethod
     def _scheme(url: str, field: str) -> str:

@@ -29,7 +29,7 @@ import attrs
 
 from .. import _validate as v
 from .._optional import load
-from ..adapters.certificate_pdf import render_certificate_pdf
+from ..adapters.certificate_renderers import PdfCertificateRenderer
 from ..domain.catalog import Product
 from ..domain.certificates import (
     SERIAL_ALPHABET,
@@ -46,6 +46,7 @@ from ..domain.events import CertificateIssued, CertificateRevoked
 from ..domain.members import MemberStatus
 from ..domain.settings import SiteSettings
 from ..errors import ConfigurationError, Conflict, ValidationError
+from ..ports.certificates import CertificateDocument
 from ..ports.storage import UnitOfWork
 from ..templating import TemplateError, TemplateRenderer
 from . import _badges
@@ -561,6 +562,39 @@ class CertificatesService(Service):
         values = _certificate_values(certificate, code, _url(settings, code))
         return self._renderer.render_string(source, {"certificate": values}, html=True)
 
+    def render(self, certificate_id: str, format: str = "html") -> bytes:
+        """The certificate as a file of ``format``, by the renderer a plugin registered for it.
+
+        ``html`` and ``pdf`` are built in (see :meth:`render_html`,
+        :meth:`render_pdf`); plugins add more through
+        ``registry.add_certificate_renderer`` in ``membership_register_adapters``
+        (:mod:`membership_core.ports.certificates`). An unknown format is a
+        ``ConfigurationError`` naming the known ones.
+        """
+        v.identifier("certificate_id", certificate_id, "cert")
+        format = v.text("format", format, max_length=50)
+        renderer = self._ctx.plugins.adapters.certificate_renderer(format)
+        with self._ctx.uow(write=False) as uow:
+            certificate = self._require(
+                uow.certificates, "certificate", certificate_id, "certificate_id"
+            )
+            source = self._source(uow, certificate)
+            code = verification_code(self._key(uow), certificate)
+            settings = self._site(uow)
+        url = _url(settings, code)
+        values = _certificate_values(certificate, code, url)
+        html = self._renderer.render_string(source, {"certificate": values}, html=True)
+        return renderer.render(CertificateDocument(certificate, code, url, values, html))
+
+    def formats(self) -> tuple[str, ...]:
+        """The formats :meth:`render` knows, sorted."""
+        return self._ctx.plugins.adapters.certificate_formats
+
+    def media_type(self, format: str) -> str:
+        """The MIME type of ``format``'s files (for the host's download response)."""
+        format = v.text("format", format, max_length=50)
+        return self._ctx.plugins.adapters.certificate_renderer(format).media_type
+
     def render_pdf(
         self, certificate_id: str, *, font: str | os.PathLike[str] | None = None
     ) -> bytes:
@@ -585,8 +619,8 @@ class CertificatesService(Service):
             settings = self._site(uow)
         url = _url(settings, code)
         values = _certificate_values(certificate, code, url)
-        matrix = load("segno", "the certificate's QR code").make(url, error="m").matrix
-        return render_certificate_pdf(values, matrix, font=font)
+        document = CertificateDocument(certificate, code, url, values, "")
+        return PdfCertificateRenderer(font).render(document)
 
     # -- Open Badges -----------------------------------------------------------------
 
