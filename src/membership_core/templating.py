@@ -941,12 +941,21 @@ def load_default(name: str) -> EmailTemplate:
     return _load_default(name)
 
 
+#: Where each default email's own ``body.html`` goes in the shared ``_layout.html``.
+_CONTENT_MARK = "<!-- the email's own content -->\n"
+
+
 @functools.cache
 def _load_default(name: str) -> EmailTemplate:
-    folder = resources.files(_PACKAGE) / "templates" / "email" / name
+    emails = resources.files(_PACKAGE) / "templates" / "email"
+    folder = emails / name
     text_file = folder / "body.txt"
+    # One layout (header with logo, greeting, footer) for every default email,
+    # joined here rather than with Jinja's extends, which admin templates may not use.
+    layout = (emails / "_layout.html").read_text(encoding="utf-8")
+    body = (folder / "body.html").read_text(encoding="utf-8")
     return EmailTemplate(
         subject=(folder / "subject.txt").read_text(encoding="utf-8").strip(),
-        html=(folder / "body.html").read_text(encoding="utf-8"),
+        html=layout.replace(_CONTENT_MARK, body),
         text=text_file.read_text(encoding="utf-8") if text_file.is_file() else None,
     )

@@ -59,6 +59,7 @@ __all__ = [
     "cancel",
     "charge_for",
     "due",
+    "earliest_end",
     "record_failure",
     "record_success",
     "start",
@@ -283,8 +284,12 @@ def _period_due(plan: Subscription | PaymentPlan, start: datetime, index: int) -
         raise ValidationError("sequence", "the charge would fall after the year 9999") from None
 
 
-def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
-    """The earlier of two optional ends, ``None`` meaning never."""
+def earliest_end(first: datetime | None, second: datetime | None) -> datetime | None:
+    """The earlier of two optional ends, ``None`` meaning never.
+
+    >>> earliest_end(None, None) is None
+    True
+    """
     if first is None:
         return second
     if second is None:
@@ -310,7 +315,7 @@ def _window_over(billing: Billing) -> Billing:
         billing,
         status=BillingStatus.COMPLETED,
         next_charge_at=None,
-        ended_at=_earliest(billing.paid_through, billing.access_until),
+        ended_at=earliest_end(billing.paid_through, billing.access_until),
     )
 
 
@@ -614,7 +619,7 @@ def access_ends_at(billing: Billing) -> datetime | None:
     access to ``ended_at``. In every case access ends by ``access_until``,
     the end of the offer's access window.
     """
-    return _earliest(_billing_ends_at(billing), billing.access_until)
+    return earliest_end(_billing_ends_at(billing), billing.access_until)
 
 
 def _billing_ends_at(billing: Billing) -> datetime | None:

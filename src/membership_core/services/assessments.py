@@ -298,9 +298,9 @@ class AssessmentsService(Service):
             open_ = [a for a in attempts if a.submitted_at is None]
             if open_ and (open_[0].deadline is None or now < open_[0].deadline):
                 return self._view(assessment, open_[0])
-            for expired in open_:  # ran out of time without submitting: a late, failed attempt
-                self._score(uow, assessment, expired, {}, now)
-            attempts = self._attempts(uow, assessment, member_id)
+            # Ran out of time without submitting: each is a late, failed attempt.
+            closed = {a.id: self._score(uow, assessment, a, {}, now) for a in open_}
+            attempts = [closed.get(a.id, a) for a in attempts]
             allowance = rules.next_attempt(assessment, attempts, now)
             if not allowance.allowed:
                 when = (

@@ -369,16 +369,7 @@ class CertificatesService(Service):
                     field="certificate_id",
                 )
             revoked = attrs.evolve(current, revoked_at=self._ctx.now(), revocation_reason=reason)
-            uow.certificates.update(revoked)
-            self._record(
-                uow,
-                CertificateRevoked,
-                certificate_id=revoked.id,
-                member_id=revoked.member_id,
-                product_id=revoked.product_id,
-                serial=revoked.serial,
-                reason=reason,
-            )
+            self._store_revocation(uow, current, revoked)
             uow.commit()
         self._committed()
         return revoked
@@ -432,21 +423,25 @@ class CertificatesService(Service):
                 revocation_reason=current.revocation_reason or f"reissued: {reason}",
                 replaced_by=replacement.id,
             )
-            uow.certificates.update(revoked)
-            if current.revoked_at is None:
-                self._record(
-                    uow,
-                    CertificateRevoked,
-                    certificate_id=current.id,
-                    member_id=current.member_id,
-                    product_id=current.product_id,
-                    serial=current.serial,
-                    reason=revoked.revocation_reason or reason,
-                    replaced_by=replacement.id,
-                )
+            self._store_revocation(uow, current, revoked)
             uow.commit()
         self._committed()
         return replacement
+
+    def _store_revocation(self, uow: UnitOfWork, before: Certificate, after: Certificate) -> None:
+        """Save ``after``; record ``CertificateRevoked`` if ``before`` was not revoked yet."""
+        uow.certificates.update(after)
+        if before.revoked_at is None:
+            self._record(
+                uow,
+                CertificateRevoked,
+                certificate_id=after.id,
+                member_id=after.member_id,
+                product_id=after.product_id,
+                serial=after.serial,
+                reason=after.revocation_reason or "",
+                replaced_by=after.replaced_by,
+            )
 
     # -- reading -------------------------------------------------------------------
 

@@ -111,15 +111,6 @@ def _normalized_code(code: str | None) -> str | None:
         return code  # refused when the coupon is reserved
 
 
-def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
-    """The earlier of two optional ends, ``None`` meaning never."""
-    if first is None:
-        return second
-    if second is None:
-        return first
-    return min(first, second)
-
-
 # Digits with the usual separators and an optional leading +; real checks are the host's.
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,30}$")
 
@@ -733,7 +724,7 @@ class CheckoutService(GrantingService):
         billing: Billing | None = None,
     ) -> None:
         if billing is not None:
-            ends_at = _earliest(ends_at, billing_rules.access_ends_at(billing))
+            ends_at = billing_rules.earliest_end(ends_at, billing_rules.access_ends_at(billing))
         self._record(
             uow,
             OfferPurchased,
