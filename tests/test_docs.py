@@ -39,6 +39,7 @@ EXPECTED_PAGES = {
     "email.md",
     "automations.md",
     "settings.md",
+    "domains.md",
     "storage.md",
     "plugins.md",
     "testing.md",
