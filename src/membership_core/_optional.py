@@ -14,6 +14,7 @@ EXTRAS: dict[str, str] = {
     "segno": "certificates",
     "cryptography": "badges",
     "reportlab": "pdf",
+    "PIL": "images",
 }
 
 
