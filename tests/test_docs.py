@@ -40,6 +40,7 @@ EXPECTED_PAGES = {
     "automations.md",
     "settings.md",
     "storage.md",
+    "media.md",
     "plugins.md",
     "testing.md",
     "errors.md",
