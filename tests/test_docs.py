@@ -41,6 +41,7 @@ EXPECTED_PAGES = {
     "settings.md",
     "domains.md",
     "storage.md",
+    "media.md",
     "plugins.md",
     "testing.md",
     "errors.md",

@@ -15,6 +15,7 @@ EXTRAS: dict[str, str] = {
     "cryptography": "badges",
     "reportlab": "pdf",
     "dns": "dns",
+    "PIL": "images",
 }
 
 

@@ -32,7 +32,8 @@ __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
 @hookspec
 def membership_register_adapters(registry: AdapterRegistry) -> None:
-    """Offer adapters: storage back ends, payment gateways, mailers, certificate renderers.
+    """Offer adapters: storage back ends, payment gateways, mailers, media stores, certificate
+    renderers.
 
     Called once per portal while it opens. Register with the registry's
     methods; registering a name that is already taken raises
@@ -43,12 +44,15 @@ def membership_register_adapters(registry: AdapterRegistry) -> None:
             registry.add_gateway("stripe", lambda: StripeGateway(api_key=...))
             registry.add_mailer("ses", SesMailer.from_url)
             registry.add_storage("dynamodb", DynamoStorage)
+            registry.add_media_store("s3", S3MediaStore.from_url)
             registry.add_certificate_renderer("png", PngCertificateRenderer())
 
     Storage factories take the portal URL (``scheme://...``), mailer factories
-    the mailer URL, gateway factories nothing; a certificate renderer is an
-    object (:class:`~membership_core.ports.certificates.CertificateRenderer`)
-    used by ``portal.certificates.render(certificate_id, format)``.
+    the mailer URL, media store factories the media store URL (they build a
+    :class:`~membership_core.ports.media.MediaStore`), gateway factories
+    nothing; a certificate renderer is an object
+    (:class:`~membership_core.ports.certificates.CertificateRenderer`) used by
+    ``portal.certificates.render(certificate_id, format)``.
     """
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..ports.certificates import CertificateRenderer
 from ..ports.mail import Mailer
+from ..ports.media import MediaStore
 from ..ports.payments import PaymentGateway
 from ..ports.storage import Storage
 
@@ -15,16 +16,18 @@ __all__ = ["AdapterRegistry"]
 
 StorageFactory = Callable[[str], Storage]
 MailerFactory = Callable[[str], Mailer]
+MediaStoreFactory = Callable[[str], MediaStore]
 GatewayFactory = Callable[[], PaymentGateway]
 
 
 class AdapterRegistry:
-    """Adapters offered by plugins, by URL scheme (storage, mail) or name (gateways,
+    """Adapters offered by plugins, by URL scheme (storage, mail, media) or name (gateways,
     certificate formats)."""
 
     def __init__(self) -> None:
         self._storage: dict[str, StorageFactory] = {}
         self._mailers: dict[str, MailerFactory] = {}
+        self._media_stores: dict[str, MediaStoreFactory] = {}
         self._gateways: dict[str, GatewayFactory] = {}
         self._renderers: dict[str, CertificateRenderer] = {}
 
@@ -51,6 +54,10 @@ class AdapterRegistry:
     def add_mailer(self, scheme: str, factory: MailerFactory) -> None:
         """Offer a mailer for URLs starting ``scheme://``; ``factory(url)`` builds it."""
         self._add("mailer scheme", self._mailers, scheme, factory)
+
+    def add_media_store(self, scheme: str, factory: MediaStoreFactory) -> None:
+        """Offer a media store (logos, icons) for URLs ``scheme://``; ``factory(url)`` builds it."""
+        self._add("media store scheme", self._media_stores, scheme, factory)
 
     def add_gateway(self, name: str, factory: GatewayFactory) -> None:
         """Offer a payment gateway called ``name``; ``factory()`` builds it."""
@@ -105,6 +112,16 @@ class AdapterRegistry:
                 f"no mailer for scheme {scheme!r} (known: {known})", field="mailer"
             )
         return self._mailers[scheme](url)
+
+    def media_store(self, url: str) -> MediaStore:
+        """Build the media store for ``url``."""
+        scheme = self._scheme(url, "media")
+        if scheme not in self._media_stores:
+            known = ", ".join(sorted(self._media_stores))
+            raise ConfigurationError(
+                f"no media store for scheme {scheme!r} (known: {known})", field="media"
+            )
+        return self._media_stores[scheme](url)
 
     def gateway(self, name: str) -> PaymentGateway:
         """Build the gateway called ``name``."""
