@@ -35,7 +35,7 @@ from sqlalchemy import event
 
 from _registry import Result, benchmark
 from _timing import interleaved, summary, timed
-from membership_core import MailStatus, Member, MemberStatus, SiteSettings
+from membership_core import MailStatus, Member, MemberStatus
 from membership_core.adapters.sql import SqlStorage
 from membership_core.adapters.sql.schema import mappers, tables
 from membership_core.domain.members import email_key
@@ -119,8 +119,8 @@ def _members(portal: TestPortal, count: int) -> list[Member]:
 
 def _emails(portal: TestPortal, count: int) -> list[Email]:
     """Each member's drip email: its address, idempotency key and template values."""
-    settings = portal.settings.site()
-    base = settings.base_url.rstrip("/")
+    settings = portal.settings.get()
+    base = portal.settings.base_url()
     product_id, title, weeks = _course(portal)
     course = {"title": title, "url": f"{base}/courses/{product_id}"}
     emails = []
@@ -135,7 +135,7 @@ def _emails(portal: TestPortal, count: int) -> list[Email]:
         ]
         values = {
             "member": member_values(member),
-            "portal": portal_values(settings),
+            "portal": portal_values(settings, base),
             "course": course,
             "lessons": lessons,
         }
@@ -149,7 +149,7 @@ def _queue(portal: TestPortal, emails: list[Email]) -> None:
     storage, mail = portal.storage, portal.mail
     for start in range(0, len(emails), BATCH):
         with storage.unit_of_work(portal.tenant) as uow:
-            settings = uow.settings.get("site") or SiteSettings()
+            settings = portal._context.settings(uow)
             for member_id, address, key, values in emails[start : start + BATCH]:
                 mail.queue(
                     uow,
@@ -210,13 +210,14 @@ def mail_queue(quick: bool) -> Result:
     template = load_default("drip")
     renderer = TemplateRenderer()
     with tempfile.TemporaryDirectory(prefix="mc-bench-") as folder:
-        portal = make_test_portal(f"sqlite:///{Path(folder) / 'mail.db'}")
+        portal = make_test_portal(
+            f"sqlite:///{Path(folder) / 'mail.db'}",
+            platform_url="https://learn.bluenote-piano.example",
+        )
         try:
-            portal.settings.update_site(
-                title="Blue Note Piano School",
-                base_url="https://learn.bluenote-piano.example",
-                sender_name="Blue Note Piano",
-                sender_email="lessons@bluenote-piano.example",
+            portal.settings.update_site(title="Blue Note Piano School")
+            portal.settings.update_sender(
+                sender_name="Blue Note Piano", sender_email="lessons@bluenote-piano.example"
             )
             emails: list[Email] = []
             seed_seconds = timed(lambda: emails.extend(_emails(portal, WARM_UP + count)))

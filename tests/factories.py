@@ -97,7 +97,20 @@ from membership_core.domain.progress import (
     LessonCompletion,
     ProductActivity,
 )
-from membership_core.domain.settings import SiteSettings
+from membership_core.domain.settings import (
+    AdvancedSettings,
+    AppIcon,
+    AppSettings,
+    BrandingSettings,
+    BuilderSettings,
+    DomainClaim,
+    DomainSettings,
+    PortalSettings,
+    SettingsChange,
+    SettingsStamp,
+    SiteSettings,
+    StoredImage,
+)
 from membership_core.domain.throttle import AttemptCounter
 from membership_core.domain.windows import AccessWindow, EndAfter, StartOn
 
@@ -486,8 +499,64 @@ def outbox_message(**kw: Any) -> OutboxMessage:
     return OutboxMessage(**(values | kw))
 
 
-def site_settings(**kw: Any) -> SiteSettings:
-    return SiteSettings(**kw)
+def _image(name: str, size: int) -> StoredImage:
+    return StoredImage(
+        f"https://cdn.example/{name}.png",
+        f"default/{name}.png",
+        "image/png",
+        size,
+        size,
+        900,
+        "ab" * 32,
+    )
+
+
+def portal_settings(**kw: Any) -> PortalSettings:
+    """Every area away from its defaults, nested values included."""
+    values: dict[str, Any] = {
+        "id": "portal",
+        "version": 7,
+        "site": SiteSettings("Acme", "Europe/Berlin", "EUR", "help@acme.test"),
+        "advanced": AdvancedSettings("a{}", "run()", "<meta name=x>", "<noscript></noscript>"),
+        "branding": BrandingSettings(_image("logo", 640), _image("favicon", 32)),
+        "builder": BuilderSettings(allow_video_download=True, allow_comments=False),
+        "domain": DomainSettings("acme", "learn.acme.com", "tok", T0),
+        "email": email_settings(),
+        "app": AppSettings(
+            True,
+            "Acme Academy",
+            "Acme",
+            "Learn",
+            "#112233",
+            "#ffffff",
+            _image("icon", 512),
+            (AppIcon(_image("icon-192", 192), "any"), AppIcon(_image("icon-m", 512), "maskable")),
+        ),
+        "changed_at": T0,
+    }
+    return PortalSettings(**(values | kw))
+
+
+def settings_stamp(**kw: Any) -> SettingsStamp:
+    return SettingsStamp(**({"id": "portal", "version": 3} | kw))
+
+
+def settings_change(**kw: Any) -> SettingsChange:
+    values: dict[str, Any] = {
+        "id": _id("chg"),
+        "version": next(_n),
+        "area": "site",
+        "fields": ("title",),
+        "before": {"title": "Membership Portal"},
+        "after": {"title": "Acme"},
+        "changed_by": "ada@acme.test",
+        "changed_at": T0,
+    }
+    return SettingsChange(**(values | kw))
+
+
+def domain_claim(**kw: Any) -> DomainClaim:
+    return DomainClaim(**({"id": "subdomain", "name": f"acme{next(_n)}", "claimed_at": T0} | kw))
 
 
 def assessment(**kw: Any) -> Assessment:
@@ -676,10 +745,12 @@ BUILDERS: dict[str, Any] = {
     "events": event_record,
     "handled_events": handled_event,
     "mail": outbox_message,
-    "settings": site_settings,
+    "portal_settings": portal_settings,
+    "settings_stamps": settings_stamp,
+    "settings_changes": settings_change,
+    "domain_claims": domain_claim,
     "assessments": assessment,
     "assessment_attempts": assessment_attempt,
-    "email_settings": email_settings,
     "email_templates": stored_template,
     "checkpoints": checkpoint,
     "coupons": stored_coupon,

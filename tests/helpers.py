@@ -2,9 +2,49 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
 
 from membership_core import Lesson, Offer, Portal, Product
+from membership_core.adapters.memory_storage import MemoryStorage
+from membership_core.adapters.sql.schema import tables
+from membership_core.ports.storage import COLLECTIONS
+
+#: Every row of every collection, by collection name, in a stable order.
+Snapshot = dict[str, list[tuple[str, ...]]]
+
+
+def snapshot(portal: Portal, tenant: str | None = None) -> Snapshot:
+    """Every stored row of every collection (of ``tenant`` only, if given).
+
+    Works on SQL storage (the tables themselves) and on memory storage (its
+    committed rows), so "a failed call leaves storage as it was" can be
+    asserted on every back end.
+    """
+    storage: Any = portal.storage
+    if isinstance(storage, MemoryStorage):
+        tenants = storage._tenants.items()
+        return {
+            collection.name: sorted(
+                (name, repr(row))
+                for name, collections in tenants
+                if tenant is None or name == tenant
+                for row in collections.get(collection.name, {}).values()
+            )
+            for collection in COLLECTIONS
+        }
+    with storage.engine.connect() as connection:
+        result: Snapshot = {}
+        for collection in COLLECTIONS:
+            table = tables[collection.name]
+            query = sa.select(table)
+            if tenant is not None:
+                query = query.where(table.c.tenant == tenant)
+            result[collection.name] = sorted(
+                tuple(map(repr, row)) for row in connection.execute(query)
+            )
+        return result
 
 
 class Course(NamedTuple):

@@ -210,8 +210,7 @@ def test_never_more_than_100_failures_an_hour(open_portal: PortalFactory) -> Non
 
 
 def test_a_reset_link_works_once_and_does_not_sign_in(open_portal: PortalFactory) -> None:
-    portal = open_portal(passwords=CountingHasher())
-    portal.settings.update_site(base_url="https://learn.acme.test")
+    portal = open_portal(passwords=CountingHasher(), platform_url="https://learn.acme.test")
     member = _member_with_password(portal)
     portal.accounts.request_password_reset("ada@example.com")
     assert portal.mailer.sent == []  # queued with the change, sent by the tick
@@ -516,8 +515,7 @@ def test_only_emails_that_use_the_login_link_mint_one(open_portal: PortalFactory
 
 
 def test_a_suspended_member_gets_the_plain_sign_in_page(open_portal: PortalFactory) -> None:
-    portal = open_portal(passwords=CountingHasher())
-    portal.settings.update_site(base_url="https://learn.example.com")
+    portal = open_portal(passwords=CountingHasher(), platform_url="https://learn.example.com")
     member = portal.members.invite("ada@example.com", first_name="Ada")
     portal.members.suspend(member.id, reason="chargeback")
     portal.mail.send(member.id, "welcome")

@@ -61,8 +61,7 @@ def test_welcome_carries_a_login_link_for_each_new_member(open_portal: PortalFac
 
 
 def test_offer_access_names_the_offer_and_links_its_course(open_portal: PortalFactory) -> None:
-    portal = open_portal(default_gateway="test")
-    portal.settings.update_site(base_url="https://learn.example.com")
+    portal = open_portal(default_gateway="test", platform_url="https://learn.example.com")
     _on(portal, "offer_access")
     course = build_course(portal, lessons=1, title="Python 101")
     paid = portal.offers.create_offer(

@@ -242,8 +242,7 @@ def test_actions_run_in_order_each_in_its_own_step(open_portal: PortalFactory) -
 
 
 def test_emails_get_the_values_of_their_trigger(open_portal: PortalFactory) -> None:
-    portal = open_portal()
-    portal.settings.update_site(base_url="https://learn.example.com")
+    portal = open_portal(platform_url="https://learn.example.com")
     course = build_course(portal, lessons=2, title="Knitting")
     done = portal.templates.create(
         "Lesson done",

@@ -8,7 +8,6 @@ from typing import NamedTuple
 
 import attrs
 import pytest
-import sqlalchemy as sa
 
 from membership_core import (
     UNSET,
@@ -22,12 +21,11 @@ from membership_core import (
     ValidationError,
 )
 from membership_core.adapters.mail_memory import MemoryMailer
-from membership_core.adapters.sql.schema import tables
 from membership_core.domain.catalog import ordered
 from membership_core.domain.drip import AfterDelay
 
 from .conftest import PortalFactory
-from .helpers import build_course
+from .helpers import build_course, snapshot
 
 
 def test_create_and_update_product(open_portal: PortalFactory) -> None:
@@ -390,19 +388,6 @@ def test_missing_categories_are_not_found(open_portal: PortalFactory) -> None:
 # -- a failed call leaves storage as it was ---------------------------------------
 
 
-def _snapshot(portal: Portal) -> object:
-    """Every stored row on SQL storage; on memory, everything the catalog can read."""
-    engine = getattr(portal.storage, "engine", None)
-    if engine is not None:
-        with engine.connect() as connection:
-            return {
-                name: sorted(tuple(map(repr, row)) for row in connection.execute(sa.select(table)))
-                for name, table in tables.items()
-            }
-    products = portal.catalog.search_products(limit=500)
-    return [(product, portal.catalog.structure(product.id)) for product in products]
-
-
 class Catalog(NamedTuple):
     product: str
     other: str
@@ -452,10 +437,10 @@ def test_a_failed_category_call_changes_nothing(
     foreign = portal.catalog.add_category(other.id, "Foreign")
     world = Catalog(product.id, other.id, top.id, sub.id, lone.id, foreign.id)
     portal.clock.advance(minutes=1)  # a stray touch would show in updated_at
-    before = _snapshot(portal)
+    before = snapshot(portal)
     with pytest.raises(MembershipError):
         call(portal, world)
-    assert _snapshot(portal) == before
+    assert snapshot(portal) == before
 
 
 # -- cached course structures follow every category change -----------------------

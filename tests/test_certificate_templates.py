@@ -33,8 +33,8 @@ def _complete(portal: TestPortal, product_id: str, lesson_id: str, email: str) -
 
 
 def test_the_default_certificate_has_every_fact_and_a_qr_code(open_portal: PortalFactory) -> None:
-    portal = open_portal()
-    portal.settings.update_site(title="Acme & Co", base_url="https://learn.acme.test")
+    portal = open_portal(platform_url="https://learn.acme.test")
+    portal.settings.update_site(title="Acme & Co")
     course = build_course(portal, lessons=1, title="Knitting <Socks>")
     portal.catalog.update_product(course.product.id, description="Heels & toes.")
     certificate_id = _complete(portal, course.product.id, course.lessons[0].id, "a@example.com")

@@ -183,8 +183,8 @@ def test_portals_opened_at_once_share_one_key(
 def test_a_valid_certificate_verifies_by_serial_and_by_code_with_its_facts(
     open_portal: PortalFactory,
 ) -> None:
-    portal = open_portal()
-    portal.settings.update_site(title="Acme Academy", base_url="https://learn.acme.test/")
+    portal = open_portal(platform_url="https://learn.acme.test")
+    portal.settings.update_site(title="Acme Academy")
     member, _product = _completed(portal)
     (certificate,) = portal.certificates.for_member(member)
     code = portal.certificates.verification_code(certificate.id)

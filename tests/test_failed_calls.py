@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 import pytest
-import sqlalchemy as sa
 
 from membership_core import (
     Conflict,
@@ -36,29 +35,13 @@ from membership_core.testing import TestPortal
 from membership_core.testing.gateway import Decline, Raise, TestGateway
 
 from .conftest import PortalFactory
-from .helpers import Course, build_course
+from .helpers import Course, Snapshot, build_course, snapshot
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     """SQL back ends only: the snapshot reads the tables themselves."""
     return str(request.param)
-
-
-Snapshot = dict[str, list[tuple[str, ...]]]
-
-
-def _snapshot(portal: Portal) -> Snapshot:
-    """Every row (of every tenant) of every collection's table, in a stable order."""
-    engine: sa.Engine = portal.storage.engine  # type: ignore[attr-defined]
-    with engine.connect() as connection:
-        return {
-            collection.name: sorted(
-                tuple(map(repr, row))
-                for row in connection.execute(sa.select(tables[collection.name]))
-            )
-            for collection in COLLECTIONS
-        }
 
 
 def test_the_snapshot_covers_every_collection() -> None:
@@ -145,10 +128,10 @@ FAILING_CALLS: list[tuple[str, Callable[[World], object]]] = [
 def test_failed_call_changes_nothing(
     world: World, name: str, call: Callable[[World], object]
 ) -> None:
-    before = _snapshot(world.portal)
+    before = snapshot(world.portal)
     with pytest.raises(MembershipError):
         call(world)
-    assert _snapshot(world.portal) == before
+    assert snapshot(world.portal) == before
 
 
 # -- failures after a partial write ---------------------------------------------------
@@ -198,10 +181,10 @@ def test_checkout_whose_grant_hits_a_taken_id_writes_nothing(
     """Member, events, purchase and payment are written, then the enrollment conflicts."""
     world.portal.checkout.purchase(world.course.offer.id, email="ada@example.com")
     server = other_server(ids=TakenIds({"enr": _one_id(world.portal, "enrollments")}))
-    before = _snapshot(world.portal)
+    before = snapshot(world.portal)
     with pytest.raises(Conflict, match="enrollments"):
         server.checkout.purchase(world.course.offer.id, email="new@example.com", first_name="New")
-    assert _snapshot(world.portal) == before
+    assert snapshot(world.portal) == before
     with pytest.raises(MembershipError):
         server.members.find_by_email("new@example.com")
 
@@ -211,10 +194,10 @@ def test_offer_whose_second_write_conflicts_writes_nothing(
 ) -> None:
     """The offer row is written, then its first product link hits a taken id."""
     server = other_server(ids=TakenIds({"ofp": _one_id(world.portal, "offer_products")}))
-    before = _snapshot(world.portal)
+    before = snapshot(world.portal)
     with pytest.raises(Conflict, match="offer_products"):
         server.offers.create_offer("Bundle", [world.course.product.id, world.empty_product_id])
-    assert _snapshot(world.portal) == before
+    assert snapshot(world.portal) == before
 
 
 def test_completion_whose_course_record_conflicts_writes_nothing(
@@ -230,10 +213,10 @@ def test_completion_whose_course_record_conflicts_writes_nothing(
     other_purchase = portal.checkout.purchase(other.offer.id, email="ada@example.com")
     portal.progress.complete_lesson(other_purchase.member_id, other.lessons[0].id)
     server = other_server(ids=TakenIds({"ccm": _one_id(portal, "course_completions")}))
-    before = _snapshot(portal)
+    before = snapshot(portal)
     with pytest.raises(Conflict, match="course_completions"):
         server.progress.complete_lesson(purchase.member_id, last.id)
-    assert _snapshot(portal) == before
+    assert snapshot(portal) == before
 
 
 def test_reissue_whose_new_certificate_conflicts_writes_nothing(
@@ -247,10 +230,10 @@ def test_reissue_whose_new_certificate_conflicts_writes_nothing(
         portal.progress.complete_lesson(purchase.member_id, lesson.id)
     (certificate,) = portal.certificates.for_member(purchase.member_id)
     server = other_server(ids=TakenIds({"cert": certificate.id}))
-    before = _snapshot(portal)
+    before = snapshot(portal)
     with pytest.raises(Conflict, match="certificates"):
         server.certificates.reissue(certificate.id, reason="typo")
-    assert _snapshot(portal) == before
+    assert snapshot(portal) == before
     assert portal.certificates.get(certificate.id).revoked_at is None
 
 
@@ -290,14 +273,14 @@ def test_checkout_losing_an_idempotency_race_keeps_only_the_winner(
 
     def race() -> None:
         winner.checkout.purchase(offer.id, email="first@example.com", idempotency_key="order-1")
-        before.append(_snapshot(portal))
+        before.append(snapshot(portal))
 
     gateway.race = race
     with pytest.raises(MembershipError) as refused:  # Conflict or ValidationError
         portal.checkout.purchase(offer.id, email="second@example.com", idempotency_key="order-1")
     assert refused.value.field == "idempotency_key"
     assert before, "the competing checkout did not run"
-    after = _snapshot(portal)
+    after = snapshot(portal)
     assert after == before[0]
     assert any("first@example.com" in repr(row) for row in after["members"])
     assert not any("second@example.com" in repr(row) for row in after["members"])
@@ -318,7 +301,7 @@ def _fail_a_charge_with_a_coupon(
     portal.offers.publish(offer.id)
     portal.offers.create_coupon(Coupon("HALF", PercentOff(50)))
     portal.clock.advance(timedelta(hours=1))
-    before = _snapshot(portal)
+    before = snapshot(portal)
     portal.gateway.script(outcome)
     expected = PaymentDeclined if isinstance(outcome, Decline) else TimeoutError
     with pytest.raises(expected):
@@ -333,7 +316,7 @@ def test_failed_charge_gives_the_reserved_coupon_back(
     """The coupon's use is counted (and committed) before the charge; a failed charge
     gives it back. Nothing else was written."""
     portal, before = _fail_a_charge_with_a_coupon(open_portal, outcome)
-    after = _snapshot(portal)
+    after = snapshot(portal)
     assert {k: v for k, v in after.items() if k != "coupons"} == {
         k: v for k, v in before.items() if k != "coupons"
     }
@@ -346,7 +329,7 @@ def test_failed_charge_leaves_the_coupon_row_untouched(
     open_portal: PortalFactory, outcome: Decline | Raise
 ) -> None:
     portal, before = _fail_a_charge_with_a_coupon(open_portal, outcome)
-    assert _snapshot(portal)["coupons"] == before["coupons"]
+    assert snapshot(portal)["coupons"] == before["coupons"]
 
 
 class Veto:
@@ -363,10 +346,10 @@ def test_plugin_raising_inside_a_write_unit_of_work_writes_nothing(
     """complete_lesson locks the member and asks plugins while its transaction is open."""
     purchase = world.portal.checkout.purchase(world.course.offer.id, email="ada@example.com")
     server = other_server(plugins=[Veto()])
-    before = _snapshot(world.portal)
+    before = snapshot(world.portal)
     with pytest.raises(RuntimeError, match="service is down"):
         server.progress.complete_lesson(purchase.member_id, world.course.lessons[0].id)
-    assert _snapshot(world.portal) == before
+    assert snapshot(world.portal) == before
 
 
 class BrokenTemplates:
@@ -388,7 +371,7 @@ def test_handler_failing_in_a_plugin_leaves_no_trace_and_retries(
     purchase = portal.checkout.purchase(course.offer.id, email="ada@example.com")
     portal.progress.complete_lesson(purchase.member_id, course.lessons[0].id)  # commits
     portal.tick()  # a first tick also writes its checkpoints; the handler fails again
-    before = _snapshot(portal)
+    before = snapshot(portal)
     assert before["certificates"]  # the event's other handler did its work
     assert before["mail"] == []
     with portal.storage.unit_of_work(portal.tenant, write=False) as uow:
@@ -399,4 +382,4 @@ def test_handler_failing_in_a_plugin_leaves_no_trace_and_retries(
         assert uow.handled_events.count({"handler": email_step}) == 0
         assert uow.handled_events.count({"handler": f"automation:{rule.id}:issue_certificate"})
     portal.tick()
-    assert _snapshot(portal) == before
+    assert snapshot(portal) == before

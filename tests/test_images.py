@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageFile
 
+from membership_core.domain.settings import StoredImage, image_warning
 from membership_core.errors import ConfigurationError, ValidationError
 from membership_core.services import _images
 from membership_core.services._images import (
@@ -27,7 +28,6 @@ from membership_core.services._images import (
     ProbedImage,
     maskable_png,
     probe,
-    size_warning,
     square_png,
 )
 
@@ -300,6 +300,11 @@ def probed(width: int, height: int, sizes: tuple[tuple[int, int], ...] = ()) -> 
     return ProbedImage("PNG", "image/png", "png", width, height, 1000, sizes or ((width, height),))
 
 
+def stored(image: ProbedImage) -> StoredImage:
+    """The image as the settings keep it (what the warning is computed from)."""
+    return StoredImage("u", "k", image.media_type, image.width, image.height, 1, "0", image.sizes)
+
+
 @pytest.mark.parametrize(
     ("kind", "width", "height", "recommended", "warning"),
     [
@@ -315,17 +320,18 @@ def probed(width: int, height: int, sizes: tuple[tuple[int, int], ...] = ()) -> 
 def test_size_warning(
     kind: str, width: int, height: int, recommended: int, warning: str | None
 ) -> None:
-    assert size_warning(kind, probed(width, height), recommended) == warning
+    assert image_warning(kind, stored(probed(width, height)), recommended) == warning
 
 
 def test_an_ico_holding_the_recommended_size_needs_no_warning() -> None:
     with_32 = favicon(
         encode(Image.new("RGBA", (48, 48)), "ICO", sizes=[(16, 16), (32, 32), (48, 48)])
     )
-    assert size_warning("favicon", with_32, 32) is None
+    assert image_warning("favicon", stored(with_32), 32) is None
     without_32 = favicon(encode(Image.new("RGBA", (64, 64)), "ICO", sizes=[(16, 16), (64, 64)]))
     assert (
-        size_warning("favicon", without_32, 32) == "favicon is 64x64 pixels; 32x32 is recommended"
+        image_warning("favicon", stored(without_32), 32)
+        == "favicon is 64x64 pixels; 32x32 is recommended"
     )
 
 

@@ -138,8 +138,7 @@ def test_checkout_page_is_validated(open_portal: PortalFactory, page: object, fi
 
 
 def test_upsell_link_and_preview(open_portal: PortalFactory) -> None:
-    portal = open_portal()
-    portal.settings.update_site(base_url="https://learn.example.com/")
+    portal = open_portal(platform_url="https://learn.example.com")
     main = build_course(portal, lessons=3, title="Main")
     extra = build_course(portal, lessons=1, title="Extra")
     hidden = portal.catalog.add_lesson(

@@ -40,7 +40,8 @@ def _verified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _issued(portal: TestPortal) -> str:
-    portal.settings.update_site(title="Acme Academy", base_url="https://learn.acme.test")
+    portal.settings.update_site(title="Acme Academy")
+    portal.use_domain("learn.acme.com")
     course = build_course(portal, lessons=1, title="Knitting Socks")
     portal.catalog.update_product(course.product.id, description="Heels and toes.")
     member = portal.checkout.purchase(
@@ -65,15 +66,15 @@ def test_the_credential_is_a_signed_open_badge(open_portal: PortalFactory) -> No
     assert vc["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
     assert vc["id"].startswith("urn:uuid:")
     assert vc["issuer"] == {
-        "id": "https://learn.acme.test",
+        "id": "https://learn.acme.com",
         "type": ["Profile"],
         "name": "Acme Academy",
-        "url": "https://learn.acme.test",
+        "url": "https://learn.acme.com",
     }
     subject = vc["credentialSubject"]
     assert subject["type"] == ["AchievementSubject"]
     achievement = subject["achievement"]
-    assert achievement["id"] == f"https://learn.acme.test/courses/{certificate.product_id}"
+    assert achievement["id"] == f"https://learn.acme.com/courses/{certificate.product_id}"
     assert achievement["type"] == ["Achievement"]
     assert achievement["name"] == "Knitting Socks"
     assert achievement["description"] == "Heels and toes."
@@ -100,7 +101,7 @@ def test_the_credential_is_a_signed_open_badge(open_portal: PortalFactory) -> No
     assert status["type"] == "BitstringStatusListEntry"
     assert status["statusPurpose"] == "revocation"
     assert status["statusListIndex"] == str(certificate.status_index)
-    assert status["statusListCredential"] == "https://learn.acme.test/certificates/status/1"
+    assert status["statusListCredential"] == "https://learn.acme.com/certificates/status/1"
     # the same certificate exports the same credential
     assert portal.certificates.open_badge(certificate_id) == token
 
@@ -135,10 +136,10 @@ def test_revocation_shows_in_the_status_list(open_portal: PortalFactory) -> None
     listed = portal.certificates.status_list()
     _header, vc = _verified(listed)
     assert vc["type"] == ["VerifiableCredential", "BitstringStatusListCredential"]
-    assert vc["id"] == "https://learn.acme.test/certificates/status/1"
+    assert vc["id"] == "https://learn.acme.com/certificates/status/1"
     assert vc["credentialSubject"]["type"] == "BitstringStatusList"
     assert vc["credentialSubject"]["statusPurpose"] == "revocation"
-    assert (vc["iss"], vc["jti"]) == ("https://learn.acme.test", vc["id"])
+    assert (vc["iss"], vc["jti"]) == ("https://learn.acme.com", vc["id"])
     assert _bit(listed, certificate.status_index) == 0
     portal.clock.advance(minutes=1)
     portal.certificates.revoke(certificate_id, reason="plagiarism")

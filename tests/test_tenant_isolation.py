@@ -38,6 +38,7 @@ from membership_core import (
     Certificate,
     CertificateStatus,
     Conditions,
+    Conflict,
     Coupon,
     GrantOffer,
     Interval,
@@ -73,10 +74,11 @@ from membership_core.ports.payments import PaymentResult, PaymentStatus
 from membership_core.ports.storage import COLLECTIONS
 from membership_core.services.billing import BillingRun
 from membership_core.services.mail import member_values
+from membership_core.services.settings import EXPORT_FORMAT
 from membership_core.testing import TestPortal, make_test_portal
 from membership_core.testing.gateway import Pending, WebhookDelivery
 
-from .helpers import build_course
+from .helpers import Snapshot, build_course, snapshot
 
 PASSWORD = "correct horse battery"
 QUIZ_QUESTION = Question("q1", QuestionKind.TRUE_FALSE, "Is Acme the best?", ("true",))
@@ -166,13 +168,11 @@ class GlobexIds(SequentialIds):
         return super().new(prefix).replace("_0", "_g", 1)
 
 
-def _build_acme(a: TestPortal) -> Acme:
-    a.settings.update_site(
-        title="Acme Academy",
-        base_url="https://acme.example",
-        support_email="help@acme.example",
-        sender_email="hello@acme.example",
-    )
+def _build_acme(a: TestPortal, name: str = "acme") -> Acme:
+    a.settings.update_site(title="Acme Academy", support_email="help@acme.example")
+    a.settings.update_sender(sender_email="hello@acme.example")
+    a.settings.update_domain(subdomain=name)  # names are unique across portals
+    a.use_domain(f"learn.{name}.com")
     template = a.templates.create(
         "Acme welcome",
         kind="welcome",
@@ -350,7 +350,8 @@ def _schedule(
 
 
 def _build_globex(b: TestPortal) -> Globex:
-    b.settings.update_site(title="Globex", base_url="https://globex.example")
+    b.settings.update_site(title="Globex")
+    b.settings.update_domain(subdomain="globex")
     course = build_course(b, lessons=1, title="Globex basics")
     paid = b.offers.create_offer("Globex pro", [course.product.id], plan=OneTime(Money(900, "EUR")))
     b.offers.publish(paid.id)
@@ -371,35 +372,18 @@ def _build_globex(b: TestPortal) -> Globex:
 
 # -- snapshots ------------------------------------------------------------------------
 
-Snapshot = dict[str, list[tuple[str, ...]]]
-
 #: Collections whose ids are names (or hashes of them), the same in every portal.
 _NAMED_IDS = frozenset(
     {
-        "settings",
-        "email_settings",
+        "portal_settings",
+        "settings_stamps",
+        "domain_claims",
         "checkpoints",
         "attempt_counters",
         "portal_keys",
         "certificate_designs",  # named by the hash of their source
     }
 )
-
-
-def _snapshot(storage: SqlStorage, tenant: str) -> Snapshot:
-    """Every row of ``tenant`` in every collection, in a stable order."""
-    with storage.engine.connect() as connection:
-        return {
-            collection.name: sorted(
-                tuple(map(repr, row))
-                for row in connection.execute(
-                    sa.select(tables[collection.name]).where(
-                        tables[collection.name].c.tenant == tenant
-                    )
-                )
-            )
-            for collection in COLLECTIONS
-        }
 
 
 def _generated_ids(storage: SqlStorage, tenant: str) -> frozenset[str]:
@@ -450,6 +434,16 @@ def refused(error: type[MembershipError], call: Call) -> Attempt:
 def answers(check: Check, call: Call, *, writes: bool = False) -> Attempt:
     """B answers as documented for what it does not know (an empty list, ``None``...)."""
     return Attempt(call, check=check, writes=writes)
+
+
+def _png(size: int) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", (size, size), "#224488").save(out, "PNG")
+    return out.getvalue()
 
 
 def _jws_part(token: str, index: int) -> Any:
@@ -882,6 +876,22 @@ CROSS_CALLS: dict[str, list[Attempt]] = {
     "settings.update_email": [
         missing(lambda b, a, g: b.settings.update_email("welcome", template_id=a.template)),
     ],
+    # A's names are A's: B can neither take them nor import them.
+    "settings.update_domain": [
+        refused(Conflict, lambda b, a, g: b.settings.update_domain(subdomain="acme")),
+        refused(Conflict, lambda b, a, g: b.settings.update_domain(custom_domain="learn.acme.com")),
+    ],
+    "settings.import_settings": [
+        refused(
+            Conflict,
+            lambda b, a, g: b.settings.import_settings(
+                {
+                    "format": EXPORT_FORMAT,
+                    "settings": {"domain": {"subdomain": "acme", "custom_domain": None}},
+                }
+            ),
+        ),
+    ],
     "mail.send": [
         missing(lambda b, a, g: b.mail.send(a.fay, "welcome")),
         missing(lambda b, a, g: b.mail.send(a.ada, "welcome", idempotency_key=a.message_key)),
@@ -1127,6 +1137,70 @@ BLIND_CALLS: dict[str, Attempt] = {
         lambda r, b, a, g: r.title == "Globex Labs",
         lambda b, a, g: b.settings.update_site(title="Globex Labs"),
     ),
+    "settings.get": answers(
+        lambda r, b, a, g: (
+            r.domain.subdomain == "globex" and r.email.sender_email != "hello@acme.example"
+        ),
+        lambda b, a, g: b.settings.get(),
+    ),
+    "settings.base_url": answers(
+        lambda r, b, a, g: r == "https://globex.members.example.com",
+        lambda b, a, g: b.settings.base_url(),
+    ),
+    "settings.advanced": answers(
+        lambda r, b, a, g: r.snippets() == (), lambda b, a, g: b.settings.advanced()
+    ),
+    "settings.branding": answers(
+        lambda r, b, a, g: r.logo is None, lambda b, a, g: b.settings.branding()
+    ),
+    "settings.builder": answers(
+        lambda r, b, a, g: not r.allow_video_download, lambda b, a, g: b.settings.builder()
+    ),
+    "settings.domain": answers(
+        lambda r, b, a, g: (r.subdomain, r.custom_domain) == ("globex", None),
+        lambda b, a, g: b.settings.domain(),
+    ),
+    "settings.domain_verification": answers(
+        lambda r, b, a, g: r is None, lambda b, a, g: b.settings.domain_verification()
+    ),
+    "settings.verify_domain": refused(ValidationError, lambda b, a, g: b.settings.verify_domain()),
+    "settings.app": answers(lambda r, b, a, g: not r.enabled, lambda b, a, g: b.settings.app()),
+    "settings.web_manifest": answers(
+        lambda r, b, a, g: r is None, lambda b, a, g: b.settings.web_manifest()
+    ),
+    "settings.history": answers(
+        lambda r, b, a, g: {change.area for change in r} <= {"site", "domain"},
+        lambda b, a, g: b.settings.history(),
+    ),
+    "settings.export": answers(
+        lambda r, b, a, g: r["settings"]["domain"]["custom_domain"] is None,
+        lambda b, a, g: b.settings.export(),
+    ),
+    "settings.update_advanced": answers(
+        lambda r, b, a, g: r.custom_css == "h1 {}",
+        lambda b, a, g: b.settings.update_advanced(custom_css="h1 {}"),
+        writes=True,
+    ),
+    "settings.update_builder": answers(
+        lambda r, b, a, g: r.allow_comments is False,
+        lambda b, a, g: b.settings.update_builder(allow_comments=False),
+        writes=True,
+    ),
+    "settings.update_sender": answers(
+        lambda r, b, a, g: r.sender_email == "hi@globex.example",
+        lambda b, a, g: b.settings.update_sender(sender_email="hi@globex.example"),
+        writes=True,
+    ),
+    "settings.update_branding": answers(
+        lambda r, b, a, g: r.logo is not None and r.logo.key.startswith("globex/"),
+        lambda b, a, g: b.settings.update_branding(logo=_png(640)),
+        writes=True,
+    ),
+    "settings.update_app": answers(
+        lambda r, b, a, g: r.name == "Globex",
+        lambda b, a, g: b.settings.update_app(name="Globex"),
+        writes=True,
+    ),
 }
 
 
@@ -1219,9 +1293,9 @@ def portals(request: pytest.FixtureRequest) -> Iterator[Portals]:
 
 
 def test_no_call_from_another_portal_reads_or_changes_a(portals: Portals) -> None:
-    storage, a, b = portals.storage, portals.a, portals.b
+    a, b = portals.a, portals.b
     acme, globex = portals.acme, portals.globex
-    a_before, b_before = _snapshot(storage, a.tenant), _snapshot(storage, b.tenant)
+    a_before, b_before = snapshot(a, a.tenant), snapshot(b, b.tenant)
     a_sent, a_calls = list(a.mailer.sent), a.gateway.calls
     assert [name for name, rows in a_before.items() if not rows] == [], "A's world misses these"
 
@@ -1229,17 +1303,17 @@ def test_no_call_from_another_portal_reads_or_changes_a(portals: Portals) -> Non
     # but its own count of failed sign-ins and its own reset and sign-in requests
     # (for A's email, which B does not know).
     problems = _problems(_cross(writes=False), b, acme, globex, blind=False)
-    a_changed = _changed(a_before, _snapshot(storage, a.tenant))
-    b_changed = _changed(b_before, _snapshot(storage, b.tenant))
+    a_changed = _changed(a_before, snapshot(a, a.tenant))
+    b_changed = _changed(b_before, snapshot(b, b.tenant))
     # B's listings, searches and scheduled work, then the calls that write B's own
     # records with A's emails, codes and webhook.
     problems += _problems(iter(BLIND_CALLS.items()), b, acme, globex, blind=True)
     problems += _problems(_cross(writes=True), b, acme, globex, blind=False)
-    a_changed += _changed(a_before, _snapshot(storage, a.tenant))
+    a_changed += _changed(a_before, snapshot(a, a.tenant))
     # B's scheduled work a year on, when all of A's is long due: still none of A's.
     b.clock.advance(days=400)
     b.tick()
-    a_changed += _changed(a_before, _snapshot(storage, a.tenant))
+    a_changed += _changed(a_before, snapshot(a, a.tenant))
 
     assert problems == []
     assert b_changed == ["account_requests", "attempt_counters"]
@@ -1292,7 +1366,7 @@ def twins(
     try:
         a = make_test_portal(storage, tenant="acme", default_gateway="test")
         c = make_test_portal(storage, tenant="initech", default_gateway="test")
-        acme, initech = _build_acme(a), _build_acme(c)
+        acme, initech = _build_acme(a), _build_acme(c, name="initech")
         acme = replace(acme, ids=_generated_ids(storage, a.tenant))
         initech = replace(initech, ids=_generated_ids(storage, c.tenant))
         yield storage, a, acme, c, initech
@@ -1304,7 +1378,7 @@ def test_a_twin_changing_its_records_under_the_same_ids_leaves_a_alone(
     twins: tuple[SqlStorage, TestPortal, Acme, TestPortal, Acme],
 ) -> None:
     """Every call of both tables, made by C on its own records whose ids are A's."""
-    storage, a, acme, c, initech = twins
+    _storage, a, acme, c, initech = twins
     shared = acme.ids & initech.ids
     assert {acme.product, acme.lesson, acme.ada, acme.certificate.id, acme.message} <= shared
     assert len(shared) > 0.9 * len(acme.ids)
@@ -1319,7 +1393,7 @@ def test_a_twin_changing_its_records_under_the_same_ids_leaves_a_alone(
         paid_purchase=initech.one_time_purchase,
         rule=initech.rule,
     )
-    before = _snapshot(storage, a.tenant)
+    before = snapshot(a, a.tenant)
     attempts = [*(attempt for _, attempt in _cross(writes=False)), *BLIND_CALLS.values()]
     attempts += [attempt for _, attempt in _cross(writes=True)]
     done = 0
@@ -1332,7 +1406,7 @@ def test_a_twin_changing_its_records_under_the_same_ids_leaves_a_alone(
     c.clock.advance(days=400)
     c.tick()
     assert done > len(attempts) / 2  # most of them changed or read C's records
-    assert _changed(before, _snapshot(storage, a.tenant)) == []
+    assert _changed(before, snapshot(a, a.tenant)) == []
 
 
 # -- the table covers every service ---------------------------------------------------

@@ -35,8 +35,8 @@ class Recorder:
 
 def test_member_goes_from_free_offer_to_certificate(open_portal: PortalFactory) -> None:
     recorder = Recorder()
-    portal = open_portal(plugins=[recorder])
-    portal.settings.update_site(title="Acme Academy", base_url="https://learn.example.com")
+    portal = open_portal(plugins=[recorder], platform_url="https://learn.example.com")
+    portal.settings.update_site(title="Acme Academy")
     course = build_course(portal, lessons=3)
 
     purchase = portal.checkout.purchase(

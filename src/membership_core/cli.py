@@ -105,10 +105,13 @@ def run_demo(directory: Path, out: TextIO = sys.stdout, err: TextIO | None = Non
         return 2
     database = directory / "demo.db"
     mailer = OutboxFolderMailer(directory / "outbox")
-    with Portal.open(f"sqlite:///{database}", tenant="demo", mailer=mailer) as portal:
-        portal.settings.update_site(
-            title="Acme Academy", base_url="https://academy.example.com", currency="EUR"
-        )
+    with Portal.open(
+        f"sqlite:///{database}",
+        tenant="demo",
+        mailer=mailer,
+        platform_url="https://academy.example.com",
+    ) as portal:
+        portal.settings.update_site(title="Acme Academy", currency="EUR")
         course = portal.catalog.create_product(
             "Python Foundations", description="From zero to your first program."
         )

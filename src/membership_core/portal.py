@@ -8,12 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
 import attrs
 from sqlalchemy.engine import make_url
 
 from . import _validate as v
 from .adapters.clock import SystemClock
+from .adapters.dns_stdlib import StdlibResolver
 from .adapters.ids import RandomIds
 from .adapters.passwords_argon2 import Argon2Hasher
 from .adapters.throttle_storage import StorageThrottle
@@ -22,8 +24,10 @@ from .domain.credentials import AccountPolicy
 from .errors import ConfigurationError, ValidationError
 from .plugins.manager import Plugins
 from .ports.clock import Clock
+from .ports.dns import DnsResolver
 from .ports.ids import Ids
 from .ports.mail import Mailer
+from .ports.media import MediaStore
 from .ports.passwords import PasswordHasher
 from .ports.payments import GatewayCapabilities, PaymentGateway
 from .ports.storage import Storage
@@ -182,6 +186,26 @@ def _default_hasher() -> PasswordHasher | None:
         return None
 
 
+def _default_media_url(url: str) -> str:
+    """Uploaded images land in a folder beside an SQLite file by default; elsewhere in memory."""
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            path = Path(database)
+            return f"folder://{path.with_name(path.stem + '-media').resolve()}"
+    return "memory://"
+
+
+def _platform_url(value: object) -> str:
+    url = v.text("platform_url", value, max_length=500).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError("platform_url", "must be an absolute http(s) URL with a host")
+    if parts.query or parts.fragment:
+        raise ValidationError("platform_url", "must have no query or fragment")
+    return url
+
+
 def _default_mailer_url(url: str) -> str:
     """Emails land next to an SQLite file by default; elsewhere in memory."""
     if url.startswith("sqlite"):
@@ -280,6 +304,9 @@ class Portal:
         throttle: AttemptThrottle | None = None,
         keep_access_on_refund: bool = False,
         keep_access_on_dispute: bool = False,
+        platform_url: str = "https://members.example.com",
+        media: str | MediaStore | None = None,
+        resolver: DnsResolver | None = None,
     ) -> Portal:
         """Open the portal ``tenant`` in the database at ``url``.
 
@@ -309,6 +336,16 @@ class Portal:
         ``keep_access_on_dispute`` leave the access a refund or a lost
         dispute would end (both ``False``: it ends; also settable later on
         ``portal.payments``).
+
+        ``platform_url`` is where the host serves portals: a portal's URL (in
+        emails, offer and certificate links) is it, with the portal's
+        sub-domain in front of its host, or ``https://`` the portal's verified
+        custom domain (see ``portal.settings``). ``media`` stores uploaded
+        images (a URL: ``folder:///path?url=https://cdn.example/media``,
+        ``memory://``, or a :class:`~membership_core.ports.media.MediaStore`;
+        by default a folder beside an SQLite file). ``resolver`` looks up DNS
+        records when a custom domain is verified (the standard library's by
+        default, which cannot read TXT records; see docs/domains.md).
 
         The first time a portal is opened it is given the built-in automation
         rule "Course completion" (certificate, then congratulations email; see
@@ -361,6 +398,11 @@ class Portal:
         v.text("default_gateway", default_gateway, max_length=200)
         v.boolean("keep_access_on_refund", keep_access_on_refund)
         v.boolean("keep_access_on_dispute", keep_access_on_dispute)
+        platform = _platform_url(platform_url)
+        if media is not None and not isinstance(media, str):
+            _check_object("media", media, "put", "a media URL or a MediaStore")
+        if resolver is not None:
+            _check_object("resolver", resolver, "lookup", "a DnsResolver")
 
         manager = Plugins(plugins, load_entrypoints=load_entrypoints, blocked=blocked_plugins)
         available = {
@@ -374,6 +416,7 @@ class Portal:
         # A mailer URL given is built before the storage, so a bad one leaves
         # no database behind.
         chosen_mailer = manager.adapters.mailer(mailer) if isinstance(mailer, str) else mailer
+        chosen_media = manager.adapters.media_store(media) if isinstance(media, str) else media
         owns = isinstance(url, str)
         storage = manager.adapters.storage(url) if isinstance(url, str) else url
         try:
@@ -383,6 +426,9 @@ class Portal:
                 # gets no folder (nor its missing parent) created for it.
                 default = _default_mailer_url(url if isinstance(url, str) else "memory://")
                 chosen_mailer = manager.adapters.mailer(default)
+            if chosen_media is None:
+                place = _default_media_url(url if isinstance(url, str) else "memory://")
+                chosen_media = manager.adapters.media_store(place)
             context = Context(
                 tenant=tenant,
                 storage=storage,
@@ -391,6 +437,9 @@ class Portal:
                 plugins=manager,
                 mailer=chosen_mailer,
                 gateways=available,
+                platform_url=platform,
+                media=chosen_media,
+                resolver=resolver or StdlibResolver(),
             )
             return cls(
                 context,
@@ -423,6 +472,16 @@ class Portal:
     def mailer(self) -> Mailer:
         """The mailer this portal delivers through."""
         return self._context.mailer
+
+    @property
+    def media(self) -> MediaStore:
+        """Where this portal's uploaded images are kept."""
+        return self._context.media
+
+    @property
+    def resolver(self) -> DnsResolver:
+        """The DNS resolver custom domains are verified with."""
+        return self._context.resolver
 
     @property
     def clock(self) -> Clock:

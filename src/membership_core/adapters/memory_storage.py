@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
@@ -43,10 +43,19 @@ def _sort_key(value: object) -> tuple[int, Any]:
 
 
 class _Repository(Generic[T]):
-    def __init__(self, collection: Collection[T], rows: dict[str, T], write: bool) -> None:
+    def __init__(
+        self,
+        collection: Collection[T],
+        rows: dict[str, T],
+        write: bool,
+        elsewhere: Callable[[], list[dict[str, T]]] = list,
+    ) -> None:
         self._collection = collection
         self._rows = rows
         self._writable = write
+        # The committed rows of this collection in the other portals (for
+        # unique_across_portals keys; the storage lock keeps them still).
+        self._elsewhere = elsewhere
 
     def _read_only(self, operation: str) -> StorageError:
         return StorageError(
@@ -64,6 +73,17 @@ class _Repository(Generic[T]):
                     continue
                 if tuple(_plain(getattr(other, name)) for name in key) == values:
                     return key
+        for key in self._collection.unique_across_portals:
+            values = tuple(_plain(getattr(item, name)) for name in key)
+            if any(value is None for value in values):
+                continue
+            own_id = cast(Any, item).id
+            for rows in [self._rows, *self._elsewhere()]:
+                for other_id, other in rows.items():
+                    if rows is self._rows and other_id == own_id:
+                        continue
+                    if tuple(_plain(getattr(other, name)) for name in key) == values:
+                        return key
         return None
 
     def get(self, id: str) -> T | None:
@@ -196,8 +216,19 @@ class _UnitOfWork:
             self._working = {c.name: tables.get(c.name, {}) for c in COLLECTIONS}
         for collection in COLLECTIONS:
             rows = self._working[collection.name]
-            setattr(self, collection.name, _Repository(collection, rows, self._write))
+            repository = _Repository(collection, rows, self._write, self._elsewhere(collection))
+            setattr(self, collection.name, repository)
         return self
+
+    def _elsewhere(self, collection: Collection[Any]) -> Callable[[], list[dict[str, Any]]]:
+        def rows() -> list[dict[str, Any]]:
+            return [
+                tables.get(collection.name, {})
+                for tenant, tables in self._storage._tenants.items()
+                if tenant != self.tenant
+            ]
+
+        return rows
 
     def __exit__(
         self,

@@ -195,7 +195,7 @@ class AccountPolicy:
     """How long account links work, how often they are sent, where they point.
 
     Pass it as ``Portal.open(..., accounts=AccountPolicy(...))``. Paths are
-    appended to the portal's configured ``base_url`` (never to a request's
+    appended to the portal's base URL (never to a request's
     Host header) and name the host's own pages.
 
     >>> AccountPolicy().reset_lifetime

@@ -53,16 +53,19 @@ class EmailChoice:
 
 @attrs.frozen
 class EmailSettings:
-    """Every automated email's :class:`EmailChoice`. ``id`` is always ``"email"``.
+    """Who emails come from, and every automated email's :class:`EmailChoice`.
 
-    All are off until an admin switches them on: a host embedding the library
-    may send its own, and a library that emails people unasked surprises.
+    ``sender_name`` ``None`` means the site title. All automated emails are
+    off until an admin switches them on: a host embedding the library may send
+    its own, and a library that emails people unasked surprises.
 
     >>> EmailSettings().choice(AutomatedEmail.WELCOME).enabled
     False
     """
 
-    id: str = "email"
+    sender_name: str | None = None
+    sender_email: str = "no-reply@members.example.com"
+    reply_to: str | None = None
     welcome: EmailChoice = EmailChoice()
     drip: EmailChoice = EmailChoice()
     offer_access: EmailChoice = EmailChoice()

@@ -252,10 +252,12 @@ class CertificateRevoked(DomainEvent):
 
 @attrs.frozen(kw_only=True)
 class SettingsChanged(DomainEvent):
-    """Portal settings changed; ``fields`` names what changed."""
+    """Portal settings changed: ``fields`` of ``area`` at ``version``, by ``changed_by``."""
 
     area: str
     fields: tuple[str, ...]
+    version: int = 0
+    changed_by: str | None = None
 
 
 @attrs.frozen

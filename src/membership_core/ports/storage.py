@@ -34,7 +34,7 @@ from ..domain.certificates import (
 from ..domain.checkpoints import Checkpoint
 from ..domain.coupons import StoredCoupon
 from ..domain.credentials import AccountRequest, AccountToken, Credential
-from ..domain.email_settings import EmailSettings, StoredTemplate
+from ..domain.email_settings import StoredTemplate
 from ..domain.enrollments import Enrollment, Purchase
 from ..domain.events import EventRecord, HandledEvent
 from ..domain.mail import OutboxMessage
@@ -48,7 +48,7 @@ from ..domain.progress import (
     LessonCompletion,
     ProductActivity,
 )
-from ..domain.settings import SiteSettings
+from ..domain.settings import DomainClaim, PortalSettings, SettingsChange, SettingsStamp
 from ..domain.throttle import AttemptCounter
 
 __all__ = [
@@ -71,13 +71,16 @@ class Collection(Generic[T]):
     """Describes one stored collection: its record type, unique keys and indexes.
 
     Every record type has an ``id`` attribute. ``unique`` and ``indexes`` list
-    field-name tuples; adapters scope both to the portal.
+    field-name tuples; adapters scope both to the portal. ``unique_across_portals``
+    keys are the exception: no two portals in one database may hold the same
+    values (a sub-domain names one portal only). Reads stay scoped to the portal.
     """
 
     name: str
     type: type[T]
     unique: tuple[tuple[str, ...], ...] = ()
     indexes: tuple[tuple[str, ...], ...] = ()
+    unique_across_portals: tuple[tuple[str, ...], ...] = ()
 
 
 COLLECTIONS: tuple[Collection[Any], ...] = (
@@ -183,7 +186,11 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         unique=(("idempotency_key",),),
         indexes=(("status", "next_attempt_at"), ("member_id",)),
     ),
-    Collection("settings", SiteSettings),
+    Collection("portal_settings", PortalSettings),
+    Collection("settings_stamps", SettingsStamp),
+    Collection("settings_changes", SettingsChange, indexes=(("version",), ("area", "version"))),
+    # A sub-domain or a verified custom domain names one portal of the database.
+    Collection("domain_claims", DomainClaim, unique_across_portals=(("id", "name"),)),
     Collection("assessments", Assessment, unique=(("lesson_id",),), indexes=(("product_id",),)),
     Collection(
         "assessment_attempts",
@@ -191,7 +198,6 @@ COLLECTIONS: tuple[Collection[Any], ...] = (
         unique=(("assessment_id", "member_id", "number"),),
         indexes=(("member_id",),),
     ),
-    Collection("email_settings", EmailSettings),
     Collection("email_templates", StoredTemplate, unique=(("name",),)),
     Collection("checkpoints", Checkpoint),
     Collection("coupons", StoredCoupon, unique=(("code",),)),
@@ -303,10 +309,12 @@ class Repositories(Protocol):
     events: Repository[EventRecord]
     handled_events: Repository[HandledEvent]
     mail: Repository[OutboxMessage]
-    settings: Repository[SiteSettings]
+    portal_settings: Repository[PortalSettings]
+    settings_stamps: Repository[SettingsStamp]
+    settings_changes: Repository[SettingsChange]
+    domain_claims: Repository[DomainClaim]
     assessments: Repository[Assessment]
     assessment_attempts: Repository[Attempt]
-    email_settings: Repository[EmailSettings]
     email_templates: Repository[StoredTemplate]
     checkpoints: Repository[Checkpoint]
     coupons: Repository[StoredCoupon]

@@ -9,15 +9,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from ..adapters.dns_stdlib import StdlibResolver
+from ..adapters.media_memory import MemoryMediaStore
 from ..domain.events import DomainEvent, EventRecord
-from ..domain.settings import SiteSettings
+from ..domain.settings import PortalSettings
 from ..errors import NotFound
 from ..ports.clock import Clock
+from ..ports.dns import DnsResolver
 from ..ports.ids import Ids
 from ..ports.mail import Mailer
+from ..ports.media import MediaStore
 from ..ports.payments import PaymentGateway
 from ..ports.storage import Repository, Storage, UnitOfWork
 from ..serialization import unstructure
+from ._settings_cache import SettingsCache
 from ._structure import StructureCache
 
 if TYPE_CHECKING:
@@ -46,6 +51,14 @@ class Context:
     listened: Callable[[UnitOfWork, DomainEvent], bool] = lambda _uow, _event: True
     #: Course structures read recently, shared by the portal's services.
     structures: StructureCache = attrs.field(factory=StructureCache)
+    #: Where portals live: a portal's URL is this with its sub-domain in front
+    #: of the host, unless it has a verified custom domain.
+    platform_url: str = "https://members.example.com"
+    #: Where uploaded images are kept.
+    media: MediaStore = attrs.field(factory=MemoryMediaStore)
+    #: Looks up the DNS records of custom domains.
+    resolver: DnsResolver = attrs.field(factory=StdlibResolver)
+    settings_cache: SettingsCache = attrs.field(factory=SettingsCache)
     _local: threading.local = attrs.field(factory=threading.local)
 
     def mark_recorded(self) -> None:
@@ -65,6 +78,14 @@ class Context:
     def now(self) -> datetime:
         """The current instant from the clock port."""
         return self.clock.now()
+
+    def settings(self, uow: UnitOfWork) -> PortalSettings:
+        """The portal's settings as committed (cached; one small query to check)."""
+        return self.settings_cache.read(uow)
+
+    def base_url(self, uow: UnitOfWork) -> str:
+        """The URL members use: the verified custom domain, else the sub-domain."""
+        return self.settings(uow).domain.base_url(self.platform_url)
 
 
 class Service:
@@ -100,10 +121,13 @@ class Service:
             raise NotFound(kind, id, field=field)
         return item
 
-    @staticmethod
-    def _site(uow: UnitOfWork) -> SiteSettings:
-        """The portal's site settings, or the defaults until an admin saves them."""
-        return uow.settings.get("site") or SiteSettings()
+    def _settings(self, uow: UnitOfWork) -> PortalSettings:
+        """The portal's settings, or the defaults until an admin saves them."""
+        return self._ctx.settings(uow)
+
+    def _base_url(self, uow: UnitOfWork) -> str:
+        """The URL members use (see :meth:`Context.base_url`), without a trailing ``/``."""
+        return self._ctx.base_url(uow)
 
     def _committed(self) -> None:
         """Call after a commit that may have recorded events: dispatch them now."""

@@ -41,7 +41,6 @@ __all__ = [
     "ProbedImage",
     "maskable_png",
     "probe",
-    "size_warning",
     "square_png",
 ]
 
@@ -186,30 +185,6 @@ def probe(
         height=height,
         size=len(data),
         sizes=sizes,
-    )
-
-
-def size_warning(kind: str, image: ProbedImage, recommended: int) -> str | None:
-    """A warning when ``image`` is not ``recommended`` x ``recommended`` pixels, else ``None``.
-
-    ``kind`` names the image in the message (``"logo"``, ``"favicon"``). An
-    ICO that holds the recommended size among others needs no warning.
-
-    >>> logo = ProbedImage("PNG", "image/png", "png", 300, 200, 1234)
-    >>> size_warning("logo", logo, 640)
-    'logo is 300x200 pixels, not square; 640x640 is recommended'
-    >>> size_warning("favicon", attrs.evolve(logo, width=64, height=64), 32)
-    'favicon is 64x64 pixels; 32x32 is recommended'
-    >>> size_warning("favicon", attrs.evolve(logo, width=32, height=32), 32) is None
-    True
-    """
-    wanted = (recommended, recommended)
-    if (image.width, image.height) == wanted or wanted in image.sizes:
-        return None
-    shape = "" if image.width == image.height else ", not square"
-    return (
-        f"{kind} is {image.width}x{image.height} pixels{shape}; "
-        f"{recommended}x{recommended} is recommended"
     )
 
 

@@ -15,7 +15,6 @@ from ..domain.credentials import (
     hash_token,
 )
 from ..domain.members import Member
-from ..domain.settings import SiteSettings
 from ..ports.storage import UnitOfWork
 from ._context import Context
 
@@ -29,8 +28,7 @@ def mint_token(
     """
     secret = secrets.token_urlsafe(32)  # 256 bits
     now = context.now()
-    settings = uow.settings.get("site") or SiteSettings()
-    base = settings.base_url.rstrip("/")
+    base = context.base_url(uow)
     token_id = context.ids.new("tok")
     if purpose is TokenPurpose.PASSWORD_RESET:
         uow.account_tokens.add(

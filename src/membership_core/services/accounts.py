@@ -31,7 +31,7 @@ from ..domain.credentials import (
     password_problem,
 )
 from ..domain.members import Member, MemberStatus, email_key
-from ..domain.settings import SiteSettings
+from ..domain.settings import PortalSettings
 from ..errors import ConfigurationError, InvalidToken, TooManyAttempts, ValidationError
 from ..ports.passwords import PasswordHasher
 from ..ports.storage import UnitOfWork
@@ -164,7 +164,7 @@ class AccountsService(Service):
         Returns nothing either way, so a caller cannot tell known emails from unknown
         ones. At most ``policy.mail_limit`` emails per account in ``policy.mail_window``
         (5 in 10 minutes); more requests are dropped silently. The link is built from
-        the portal's ``base_url`` (never from a request's Host header) and works for
+        the portal's base URL (never from a request's Host header) and works for
         ``policy.reset_lifetime`` (30 minutes). This call only stores the request, the
         same way for every email; the next ``tick()`` (or :meth:`send_requested`) looks
         the account up and sends the email, so the call takes the same time for known
@@ -373,12 +373,12 @@ class AccountsService(Service):
         link = self._mint(uow, member, purpose)
         code = link.code if isinstance(link, MagicLink) else ""
         url = link.url if isinstance(link, MagicLink) else link
-        settings = self._site(uow)
+        settings = self._settings(uow)
         queued = self._mail.queue(
             uow,
             kind=kind,
             to=member.email,
-            context=self._link_context(settings, member, url, code),
+            context=self._link_context(settings, self._base_url(uow), member, url, code),
             idempotency_key=f"{kind}:{request.id}",
             member_id=member.id,
             settings=settings,
@@ -386,10 +386,12 @@ class AccountsService(Service):
         return queued is not None
 
     @staticmethod
-    def _link_context(settings: SiteSettings, member: Member, url: str, code: str) -> Any:
+    def _link_context(
+        settings: PortalSettings, base_url: str, member: Member, url: str, code: str
+    ) -> Any:
         values: dict[str, Any] = {
             "member": member_values(member),
-            "portal": portal_values(settings),
+            "portal": portal_values(settings, base_url),
         }
         if code:
             values["login_url"] = url

@@ -169,7 +169,7 @@ class AssessmentsService(Service):
         """
         v.identifier("lesson_id", lesson_id, "les")
         checked = rules.check_questions(questions)
-        settings = self._settings(pass_percent, max_attempts, wait_between, time_limit, shuffle)
+        settings = self._rules(pass_percent, max_attempts, wait_between, time_limit, shuffle)
         now = self._ctx.now()
         with self._ctx.uow() as uow:
             lesson = self._require(uow.lessons, "lesson", lesson_id, "lesson_id")
@@ -220,7 +220,7 @@ class AssessmentsService(Service):
             current = self._require_for_update(
                 uow.assessments, "assessment", assessment_id, "assessment_id"
             )
-            settings = self._settings(
+            settings = self._rules(
                 current.pass_percent if isinstance(pass_percent, _Unset) else pass_percent,
                 current.max_attempts if isinstance(max_attempts, _Unset) else max_attempts,
                 current.wait_between if isinstance(wait_between, _Unset) else wait_between,
@@ -248,7 +248,7 @@ class AssessmentsService(Service):
             uow.commit()
 
     @staticmethod
-    def _settings(
+    def _rules(
         pass_percent: object,
         max_attempts: object,
         wait_between: object,

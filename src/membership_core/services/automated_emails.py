@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..domain.catalog import Lesson, Product
-from ..domain.email_settings import AutomatedEmail, EmailSettings
+from ..domain.email_settings import AutomatedEmail
 from ..domain.enrollments import EnrollmentStatus
 from ..domain.events import (
     DomainEvent,
@@ -91,17 +91,15 @@ class AutomatedEmails(Service):
         """Whether ``handler_name`` is one of these handlers."""
         return handler_name.startswith("email.")
 
-    @staticmethod
-    def sends_for(uow: UnitOfWork, event: DomainEvent) -> bool:
+    def sends_for(self, uow: UnitOfWork, event: DomainEvent) -> bool:
         """Whether ``event`` causes an automated email that is switched on."""
         email = _EMAIL_OF.get(type(event))
         if email is None:
             return False
-        settings = uow.email_settings.get("email") or EmailSettings()
-        return settings.choice(email).sends_for(event.occurred_at)
+        return self._settings(uow).email.choice(email).sends_for(event.occurred_at)
 
     def _base(self, uow: UnitOfWork) -> str:
-        return self._site(uow).base_url.rstrip("/")
+        return self._base_url(uow)
 
     def _welcome(self, uow: UnitOfWork, event: MemberCreated) -> None:
         member = uow.members.get(event.member_id)
@@ -150,7 +148,7 @@ class AutomatedEmails(Service):
         )
 
     def _new_materials(self, uow: UnitOfWork, event: LessonPublished) -> None:
-        settings = uow.email_settings.get("email") or EmailSettings()
+        settings = self._settings(uow).email
         if not settings.choice(AutomatedEmail.NEW_MATERIALS).sends_for(event.occurred_at):
             return  # before reading every enrollment of the product
         product = uow.products.get(event.product_id)

@@ -481,8 +481,7 @@ class AutomationRunner(Service):
 
     def _values(self, uow: UnitOfWork, event: DomainEvent) -> dict[str, Any]:
         """The template values ``event`` gives, from the records it names that still exist."""
-        settings = self._site(uow)
-        base = settings.base_url.rstrip("/")
+        base = self._base_url(uow)
         values: dict[str, Any] = {}
         product_id = getattr(event, "product_id", None)
         product = uow.products.get(product_id) if isinstance(product_id, str) else None

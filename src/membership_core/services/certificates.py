@@ -44,7 +44,6 @@ from ..domain.certificates import (
 )
 from ..domain.events import CertificateIssued, CertificateRevoked
 from ..domain.members import MemberStatus
-from ..domain.settings import SiteSettings
 from ..errors import ConfigurationError, Conflict, ValidationError
 from ..ports.certificates import CertificateDocument
 from ..ports.storage import UnitOfWork
@@ -168,8 +167,8 @@ def default_certificate_template() -> str:
     )
 
 
-def _url(settings: SiteSettings, code: str) -> str:
-    return f"{settings.base_url.rstrip('/')}/certificates/verify?code={code}"
+def _url(base_url: str, code: str) -> str:
+    return f"{base_url}/certificates/verify?code={code}"
 
 
 class CertificatesService(Service):
@@ -301,7 +300,7 @@ class CertificatesService(Service):
             self._free_serial(uow),
             member.display_name,
             product.title,
-            self._site(uow).title,
+            self._settings(uow).site.title,
             completion[0].completed_at,
             self._ctx.now(),
             None,
@@ -474,19 +473,19 @@ class CertificatesService(Service):
 
         ``{base_url}/certificates/verify?code=MC-...``; the host serves that
         page and calls :meth:`verify` with the ``code`` parameter. Built from
-        the site's ``base_url`` as it is now, so links follow a move.
+        the portal's base URL as it is now, so links follow a move.
         """
         v.identifier("certificate_id", certificate_id, "cert")
         with self._ctx.uow(write=False) as uow:
             certificate = self._require(
                 uow.certificates, "certificate", certificate_id, "certificate_id"
             )
-            return _url(self._site(uow), verification_code(self._key(uow), certificate))
+            return _url(self._base_url(uow), verification_code(self._key(uow), certificate))
 
     def _email_values(self, uow: UnitOfWork, certificate: Certificate) -> dict[str, str]:
         """The ``certificate`` value of emails: its serial and verification link."""
         code = verification_code(self._key(uow), certificate)
-        return {"serial": certificate.serial, "verification_url": _url(self._site(uow), code)}
+        return {"serial": certificate.serial, "verification_url": _url(self._base_url(uow), code)}
 
     # -- verifying -------------------------------------------------------------------
 
@@ -553,8 +552,8 @@ class CertificatesService(Service):
             )
             source = self._source(uow, certificate)
             code = verification_code(self._key(uow), certificate)
-            settings = self._site(uow)
-        values = _certificate_values(certificate, code, _url(settings, code))
+            base = self._base_url(uow)
+        values = _certificate_values(certificate, code, _url(base, code))
         return self._renderer.render_string(source, {"certificate": values}, html=True)
 
     def render(self, certificate_id: str, format: str = "html") -> bytes:
@@ -575,8 +574,8 @@ class CertificatesService(Service):
             )
             source = self._source(uow, certificate)
             code = verification_code(self._key(uow), certificate)
-            settings = self._site(uow)
-        url = _url(settings, code)
+            base = self._base_url(uow)
+        url = _url(base, code)
         values = _certificate_values(certificate, code, url)
         html = self._renderer.render_string(source, {"certificate": values}, html=True)
         return renderer.render(CertificateDocument(certificate, code, url, values, html))
@@ -611,8 +610,8 @@ class CertificatesService(Service):
                 uow.certificates, "certificate", certificate_id, "certificate_id"
             )
             code = verification_code(self._key(uow), certificate)
-            settings = self._site(uow)
-        url = _url(settings, code)
+            base = self._base_url(uow)
+        url = _url(base, code)
         values = _certificate_values(certificate, code, url)
         document = CertificateDocument(certificate, code, url, values, "")
         return PdfCertificateRenderer(font).render(document)
@@ -623,7 +622,7 @@ class CertificatesService(Service):
         """The certificate as a signed Open Badges 3.0 ``OpenBadgeCredential`` (a VC-JWT).
 
         A compact JWS (EdDSA, Ed25519) whose payload is the credential: the
-        issuer (the site's title and ``base_url``), the achievement (id, type,
+        issuer (the site's title and the portal's base URL), the achievement (id, type,
         name, description and criteria of the course), the recipient (an
         opaque id, their name and their salted, hashed email) and a
         ``credentialStatus`` pointing at its bit of :meth:`status_list`. The
@@ -637,7 +636,7 @@ class CertificatesService(Service):
             )
             member = uow.members.get(certificate.member_id)
             key = self._key(uow)
-            base = self._site(uow).base_url.rstrip("/")
+            base = self._base_url(uow)
         email = member.email if member is not None else ""
         return _badges.sign(key, _badges.credential(key, certificate, base=base, email=email))
 
@@ -655,10 +654,11 @@ class CertificatesService(Service):
         with self._ctx.uow(write=False) as uow:
             revoked = uow.certificates.find_due("revoked_at", now, {"status_list": number})
             key = self._key(uow)
-            settings = self._site(uow)
+            base = self._base_url(uow)
+            title = self._settings(uow).site.title
         payload = _badges.status_list_credential(
-            base=settings.base_url.rstrip("/"),
-            issuer_name=settings.title,
+            base=base,
+            issuer_name=title,
             number=number,
             size=STATUS_LIST_SIZE,
             revoked=(certificate.status_index for certificate in revoked),
@@ -782,7 +782,7 @@ class CertificatesService(Service):
         """The template rendered with sample facts, as the admin's edit screen shows it."""
         template = self.get_template(template_id)
         with self._ctx.uow(write=False) as uow:
-            base = self._site(uow).base_url.rstrip("/")
+            base = self._base_url(uow)
         return self._renderer.render_string(template.html, _sample(base), html=True)
 
     def use_template(self, product_id: str, template_id: str | None) -> Product:

@@ -231,7 +231,7 @@ class CheckoutService(GrantingService):
                 raise ValidationError(
                     "accept_terms", f"the buyer must accept {agreement.title!r} to buy"
                 )
-            currency = self._site(uow).currency
+            currency = self._settings(uow).site.currency
         now = self._ctx.now()
         coupon = self._reserve_coupon(coupon_code, offer, currency, now) if coupon_code else None
         try:
@@ -456,7 +456,7 @@ class CheckoutService(GrantingService):
             offer = next((o for o in chain if o.id == offer_id), None)
             if offer is None:
                 raise ValidationError("offer_id", "is not an upsell of this purchase")
-            currency = self._site(uow).currency
+            currency = self._settings(uow).site.currency
         now = self._ctx.now()
         sale = self._price(offer, currency, None, now, key)
         gateway_name = "manual" if sale.free else parent.gateway

@@ -17,7 +17,7 @@ import attrs
 
 from .. import _validate as v
 from ..domain.automations import SendEmail
-from ..domain.email_settings import AutomatedEmail, EmailSettings, StoredTemplate
+from ..domain.email_settings import AutomatedEmail, StoredTemplate
 from ..errors import Conflict, ValidationError
 from ..ports.storage import UnitOfWork
 from ..templating import (
@@ -194,7 +194,7 @@ class EmailTemplatesService(Service):
         v.identifier("template_id", template_id, "tpl")
         with self._ctx.uow() as uow:
             self._require_for_update(uow.email_templates, "template", template_id, "template_id")
-            settings = uow.email_settings.get("email") or EmailSettings()
+            settings = self._settings(uow).email
             users = [
                 email.value
                 for email in AutomatedEmail
@@ -227,7 +227,7 @@ class EmailTemplatesService(Service):
         """The template rendered with made-up values, as the admin's edit screen shows it."""
         template = self.get(template_id)
         with self._ctx.uow(write=False) as uow:
-            portal = portal_values(self._site(uow))
+            portal = portal_values(self._settings(uow), self._base_url(uow))
         return self._renderer.render(
             EmailTemplate(template.subject, template.html, template.text),
             _sample_values(template.kind, portal),
@@ -242,7 +242,7 @@ class EmailTemplatesService(Service):
             None if text is None else _source("text", text),
         )
         allowed = set(template_variables(kind))
-        sample = _sample_values(kind, portal_values(self._site(uow)))
+        sample = _sample_values(kind, portal_values(self._settings(uow), self._base_url(uow)))
         for extra in self._ctx.plugins.hook.membership_template_context(
             portal=self._ctx.portal, kind=kind, context=sample
         ):

@@ -13,10 +13,10 @@ import attrs
 
 from .. import _validate as v
 from ..domain.credentials import AccountPolicy, MagicLink, TokenPurpose
-from ..domain.email_settings import AutomatedEmail, EmailSettings, StoredTemplate
+from ..domain.email_settings import AutomatedEmail, StoredTemplate
 from ..domain.mail import EmailMessage, MailStatus, OutboxMessage
 from ..domain.members import Member, MemberStatus
-from ..domain.settings import SiteSettings
+from ..domain.settings import PortalSettings
 from ..errors import Conflict, MailDeliveryError, ValidationError
 from ..ports.storage import UnitOfWork
 from ..templating import (
@@ -57,9 +57,14 @@ def member_values(member: Member) -> dict[str, str]:
     }
 
 
-def portal_values(settings: SiteSettings) -> dict[str, str | None]:
-    """The ``portal`` template value."""
-    return {"title": settings.title, "url": settings.base_url.rstrip("/"), "logo_url": None}
+def portal_values(settings: PortalSettings, base_url: str) -> dict[str, str | None]:
+    """The ``portal`` template value: title, URL and the branding logo's URL."""
+    logo = settings.branding.logo
+    return {
+        "title": settings.site.title,
+        "url": base_url,
+        "logo_url": None if logo is None else logo.url,
+    }
 
 
 #: Stands in for the login link while a chosen template is tried (minting one is a write).
@@ -97,7 +102,7 @@ class MailService(Service):
         member_id: str | None = None,
         deliver_now: bool = True,
         template: EmailTemplate | None = None,
-        settings: SiteSettings | None = None,
+        settings: PortalSettings | None = None,
     ) -> OutboxMessage | None:
         """Render the ``kind`` template (or ``template``) and queue it in ``uow``'s transaction.
 
@@ -112,18 +117,28 @@ class MailService(Service):
         if uow.mail.count({"idempotency_key": idempotency_key}):
             return None
         if settings is None:
-            settings = self._site(uow)
+            settings = self._settings(uow)
         template = template or load_default(kind)
         values = self._with_login_link(uow, template, context, member_id, settings)
         rendered = self.render(kind, values, template=template)
-        sender = formataddr((settings.sender_name or settings.title, settings.sender_email))
+        sender = formataddr(
+            (settings.email.sender_name or settings.site.title, settings.email.sender_email)
+        )
         message_id = self._ctx.ids.new("msg")
         now = self._ctx.now()
         message = OutboxMessage(
             message_id,
             idempotency_key,
             kind,
-            EmailMessage(message_id, sender, to, rendered.subject, rendered.text, rendered.html),
+            EmailMessage(
+                message_id,
+                sender,
+                to,
+                rendered.subject,
+                rendered.text,
+                rendered.html,
+                reply_to=settings.email.reply_to,
+            ),
             MailStatus.QUEUED,
             0,
             now,
@@ -173,11 +188,11 @@ class MailService(Service):
             idempotency_key = v.text("idempotency_key", idempotency_key, max_length=200)
         with self._ctx.uow() as uow:
             member = self._require(uow.members, "member", member_id, "member_id")
-            settings = self._site(uow)
+            settings = self._settings(uow)
             context = {
                 **extra,
                 "member": member_values(member),
-                "portal": portal_values(settings),
+                "portal": portal_values(settings, self._base_url(uow)),
             }
             message = self.queue(
                 uow,
@@ -242,7 +257,7 @@ class MailService(Service):
         falls back to the default, logged, so the member still gets the email.
         ``values`` are added to ``member`` and ``portal``.
         """
-        choice = (uow.email_settings.get("email") or EmailSettings()).choice(email)
+        choice = self._settings(uow).email.choice(email)
         if not choice.sends_for(occurred_at):
             return None
         stored = uow.email_templates.get(choice.template_id) if choice.template_id else None
@@ -265,11 +280,11 @@ class MailService(Service):
         """
         if member.status is not MemberStatus.ACTIVE:
             return None
-        settings = self._site(uow)
+        settings = self._settings(uow)
         context = {
             **values,
             "member": member_values(member),
-            "portal": portal_values(settings),
+            "portal": portal_values(settings, self._base_url(uow)),
         }
         chosen = None
         if stored is not None:
@@ -296,7 +311,7 @@ class MailService(Service):
         template: EmailTemplate,
         context: Mapping[str, Any],
         member_id: str | None,
-        settings: SiteSettings,
+        settings: PortalSettings,
     ) -> Mapping[str, Any]:
         """``context`` with a one-time ``login_url`` and ``login_code`` if the email uses them."""
         if "login_url" in context or member_id is None:
@@ -306,7 +321,8 @@ class MailService(Service):
             return context
         member = uow.members.get(member_id)
         if member is None or member.status is not MemberStatus.ACTIVE:
-            plain = f"{settings.base_url.rstrip('/')}{self._accounts.sign_in_path}"
+            base = settings.domain.base_url(self._ctx.platform_url)
+            plain = f"{base}{self._accounts.sign_in_path}"
             return {**context, "login_url": plain, "login_code": ""}
         link = mint_token(self._ctx, uow, member, TokenPurpose.MAGIC_LINK, self._accounts)
         assert isinstance(link, MagicLink)

@@ -379,7 +379,7 @@ class OffersService(Service):
             return self._link(uow, offer_id)
 
     def _link(self, uow: UnitOfWork, offer_id: str) -> str:
-        return f"{self._site(uow).base_url}/offers/{offer_id}"
+        return f"{self._base_url(uow)}/offers/{offer_id}"
 
     def preview(self, offer_id: str) -> OfferPreview:
         """The offer page's content and each product's outline, for a draft or live offer."""

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
+from ...domain.email_settings import AutomatedEmail, EmailChoice, EmailSettings
+from ...domain.settings import PortalSettings, SettingsStamp, SiteSettings
 from ...errors import ConfigurationError
-from .schema import metadata, schema_version_table
+from ...serialization import structure, unstructure
+from .schema import mappers, metadata, schema_version_table, tables
 
 __all__ = ["MIGRATIONS", "current_version", "migrate"]
 
@@ -40,10 +44,58 @@ def _tables_and_indexes_since_1(connection: sa.Connection) -> None:
             index.create(connection, checkfirst=True)
 
 
+def _settings_in_one_record(connection: sa.Connection) -> None:
+    # The site and email settings were two records of their own; every area now
+    # lives in one versioned record with a stamp (see services/_settings_cache.py).
+    # The old site base_url has no place: a portal's URL follows its domain
+    # settings and the platform URL the host opens it with.
+    metadata.create_all(connection, checkfirst=True)
+    inspector = sa.inspect(connection)
+    found: dict[str, dict[str, Any]] = {}
+    for name, part in (("mc_settings", "site"), ("mc_email_settings", "email")):
+        if inspector.has_table(name):
+            old = sa.Table(name, sa.MetaData(), autoload_with=connection)
+            for values in connection.execute(sa.select(old)).mappings():
+                found.setdefault(values["tenant"], {})[part] = dict(values)
+    for tenant, parts in found.items():
+        site = parts.get("site", {})
+        email = parts.get("email", {})
+        choices = {
+            kind.value: structure(email[kind.value], EmailChoice)
+            for kind in AutomatedEmail
+            if email.get(kind.value) is not None
+        }
+        settings = PortalSettings(
+            version=1,
+            site=SiteSettings(
+                **{
+                    k: site[k]
+                    for k in ("title", "timezone", "currency", "support_email")
+                    if k in site
+                }
+            ),
+            email=structure(
+                {
+                    **{k: site[k] for k in ("sender_name", "sender_email") if site.get(k)},
+                    **{kind: unstructure(choice) for kind, choice in choices.items()},
+                },
+                EmailSettings,
+            ),
+        )
+        row = mappers["portal_settings"].to_row(settings)
+        connection.execute(tables["portal_settings"].insert().values(tenant=tenant, **row))
+        stamp = mappers["settings_stamps"].to_row(SettingsStamp("portal", 1))
+        connection.execute(tables["settings_stamps"].insert().values(tenant=tenant, **stamp))
+    for name in ("mc_settings", "mc_email_settings"):
+        if inspector.has_table(name):
+            sa.Table(name, sa.MetaData(), autoload_with=connection).drop(connection)
+
+
 #: (version, description, apply) in order. Append; never edit a released step.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "initial schema", _initial_schema),
     (2, "tables and indexes added before the first release", _tables_and_indexes_since_1),
+    (3, "every settings area in one versioned record", _settings_in_one_record),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -137,6 +137,10 @@ for _collection in COLLECTIONS:
             sa.UniqueConstraint("tenant", *key, name=f"uq_{_name}_{'_'.join(key)}")
             for key in _collection.unique
         ),
+        *(
+            sa.UniqueConstraint(*key, name=f"uq_{_name}_{'_'.join(key)}")
+            for key in _collection.unique_across_portals
+        ),
     )
     for _key in _collection.indexes:
         # Ending with id serves equality lookups in id order (how find() sorts) from

@@ -59,7 +59,8 @@ def _statements(name: str) -> _Statements:
 
 @functools.cache
 def _unique_keys(name: str) -> tuple[tuple[str, ...], ...]:
-    return next(c.unique for c in COLLECTIONS if c.name == name)
+    collection = next(c for c in COLLECTIONS if c.name == name)
+    return collection.unique + collection.unique_across_portals
 
 
 class _Repository(Generic[T]):
