@@ -409,8 +409,9 @@ class SettingsService(Service):
         key = f"{self._ctx.tenant}/{name}-{digest[:16]}.{probed.extension}"
         url = self._ctx.media.put(key, data, probed.media_type)
         stored.append(key)
+        sizes = probed.sizes if probed.format == "ICO" else ()
         return StoredImage(
-            url, key, probed.media_type, probed.width, probed.height, len(data), digest
+            url, key, probed.media_type, probed.width, probed.height, len(data), digest, sizes
         )
 
     def _forget_media(self, keys: list[str]) -> None:
@@ -624,9 +625,11 @@ class SettingsService(Service):
 
     def _imported(self, area: str, raw: object, now: datetime) -> Any:
         try:
-            value = structure(raw, _AREA_TYPES[area])
+            value: Any = structure(raw, _AREA_TYPES[area])
         except ValidationError as error:
-            raise ValidationError(f"{area}: {error.field}", error.problem) from None
+            # "SiteSettings.title" names the class; the caller knows the area.
+            _, _, inner = (error.field or "").partition(".")
+            raise ValidationError(f"{area}.{inner}" if inner else area, error.problem) from None
         cleaners: dict[str, Callable[[Any], Any]] = {
             "site": rules.clean_site,
             "advanced": rules.clean_advanced,
