@@ -101,6 +101,14 @@ def test_mail_queue_details(quick_results: list[dict[str, Any]]) -> None:
     assert details["statements_per_email"] < 2.1
 
 
+def test_settings_read_details(quick_results: list[dict[str, Any]]) -> None:
+    (result,) = [r for r in quick_results if r["name"] == "settings_read"]
+    details = result["details"]
+    assert result["unit"] == "ms/read"
+    assert details["settings_version"] > 20  # every area and the history were written
+    assert details["uncached_ms_per_read"]["median"] > 0
+
+
 def test_list_names_every_benchmark() -> None:
     completed = run("--list")
     assert completed.returncode == 0, completed.stderr
@@ -114,6 +122,7 @@ def test_list_names_every_benchmark() -> None:
         "login_timing",
         "mail_queue",
         "renewals_tick",
+        "settings_read",
     } <= set(names)
 
 

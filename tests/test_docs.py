@@ -131,6 +131,26 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
 # -- the hooks ----------------------------------------------------------------
 
 
+def test_every_event_is_exported_and_listed_in_plugins_md() -> None:
+    import inspect
+
+    import membership_core
+    from membership_core.domain import events
+
+    every = {
+        name
+        for name, value in vars(events).items()
+        if inspect.isclass(value)
+        and issubclass(value, events.DomainEvent)
+        and value is not events.DomainEvent
+        and not name.startswith("_")
+    }
+    assert every - set(membership_core.__all__) == set()
+    text = (DOCS / "plugins.md").read_text(encoding="utf-8")
+    listed = text.split("The events of this release", 1)[1].split("```", 1)[0]
+    assert {name for name in every if f"`{name}`" not in listed} == set()
+
+
 def test_hookspecs_are_found() -> None:
     assert hook_names(), "no membership_* hookspecs found in plugins/hookspecs.py"
 

@@ -31,6 +31,7 @@ from membership_core.adapters.mail_memory import MemoryMailer
 from membership_core.adapters.sql.schema import tables
 from membership_core.ports.payments import PaymentRequest, PaymentResult
 from membership_core.ports.storage import COLLECTIONS
+from membership_core.services.settings import EXPORT_FORMAT
 from membership_core.testing import TestPortal
 from membership_core.testing.gateway import Decline, Raise, TestGateway
 
@@ -91,6 +92,27 @@ FAILING_CALLS: list[tuple[str, Callable[[World], object]]] = [
         lambda w: w.portal.settings.update_site(title="New title", currency="ABC"),
     ),
     ("duplicate invite", lambda w: w.portal.members.invite("ADA@example.com")),
+    (
+        "a settings import failing after it claimed a sub-domain",
+        lambda w: w.portal.settings.import_settings(
+            {
+                "format": EXPORT_FORMAT,
+                "settings": {
+                    "domain": {"subdomain": "fresh", "custom_domain": None},
+                    "email": {"drip": {"enabled": True, "template_id": "tpl_999999"}},
+                },
+            }
+        ),
+    ),
+    (
+        "enable the app without an icon",
+        lambda w: w.portal.settings.update_app(enabled=True, name="Acme"),
+    ),
+    (
+        "custom CSS that would end its style element",
+        lambda w: w.portal.settings.update_advanced(custom_css="a{}</style>"),
+    ),
+    ("a logo that is not an image", lambda w: w.portal.settings.update_branding(logo=b"nope")),
     (
         "reorder leaving a category out",
         lambda w: w.portal.catalog.reorder_categories(w.course.product.id, []),

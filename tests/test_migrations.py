@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
 import sqlalchemy as sa
 
-from membership_core import ConfigurationError
+from membership_core import ConfigurationError, Portal
 from membership_core.adapters.sql import SqlStorage
 from membership_core.adapters.sql.migrations import LATEST, current_version, migrate
 from membership_core.adapters.sql.schema import TABLE_PREFIX, metadata, schema_version_table
+from membership_core.domain.settings import SiteSettings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -141,3 +143,57 @@ def test_an_unreachable_server_is_a_storage_error(tmp_path: object) -> None:
         SqlStorage("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
     with pytest.raises(StorageError, match="cannot open"):
         SqlStorage(f"sqlite:///{tmp_path}/missing-folder/x.db")
+
+
+def test_the_old_site_and_email_records_move_into_the_settings_record(database_url: str) -> None:
+    storage = SqlStorage(database_url)
+    storage.close()
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as connection:  # as migration 2 left a database with settings
+        for table in ("mc_portal_settings", "mc_settings_stamps"):
+            connection.execute(sa.text(f"DELETE FROM {table}"))
+        connection.execute(sa.text("DELETE FROM mc_schema_version WHERE version >= 3"))
+        connection.execute(
+            sa.text(
+                "CREATE TABLE mc_settings (tenant VARCHAR(64), id VARCHAR(64), title TEXT, "
+                "base_url TEXT, timezone TEXT, currency TEXT, support_email TEXT, "
+                "sender_name TEXT, sender_email TEXT)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO mc_settings VALUES ('default', 'site', 'Old Academy', "
+                "'https://old.example', 'Europe/Paris', 'EUR', NULL, 'Old Team', 'old@example.com')"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "CREATE TABLE mc_email_settings (tenant VARCHAR(64), id VARCHAR(64), "
+                "welcome JSON, drip JSON, offer_access JSON, new_comment JSON, new_materials JSON)"
+            )
+        )
+        drip = json.dumps({"enabled": True, "template_id": None, "enabled_at": None})
+        connection.execute(
+            sa.text(
+                "INSERT INTO mc_email_settings VALUES ('default', 'email', NULL, "
+                f"{'CAST(:drip AS JSON)' if database_url.startswith('postgres') else ':drip'}, "
+                "NULL, NULL, NULL)"
+            ),
+            {"drip": drip},
+        )
+    engine.dispose()
+    with Portal.open(database_url, load_entrypoints=False) as portal:
+        settings = portal.settings.get()
+        assert settings.site == SiteSettings("Old Academy", "Europe/Paris", "EUR", None)
+        assert (settings.email.sender_name, settings.email.sender_email) == (
+            "Old Team",
+            "old@example.com",
+        )
+        assert settings.email.drip.enabled
+        assert not settings.email.welcome.enabled
+        assert settings.version == 1
+        with portal.storage.engine.connect() as connection:  # type: ignore[attr-defined]
+            names = set(sa.inspect(connection).get_table_names())
+            assert current_version(connection) == LATEST
+    assert "mc_settings" not in names
+    assert "mc_email_settings" not in names

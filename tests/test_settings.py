@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -461,61 +460,3 @@ def test_errors_are_membership_errors(open_portal: PortalFactory) -> None:
     with pytest.raises(MembershipError):
         portal.settings.update_site(timezone="Mars/Olympus")
     assert issubclass(Conflict, MembershipError)
-
-
-def test_a_database_with_the_old_settings_records_is_migrated(tmp_path: Path) -> None:
-    import sqlalchemy as sa
-
-    from membership_core.adapters.sql.migrations import MIGRATIONS
-
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    Portal.open(url, load_entrypoints=False).close()
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        for table in ("mc_portal_settings", "mc_settings_stamps"):
-            connection.execute(sa.text(f"DELETE FROM {table}"))
-        connection.execute(sa.text("DELETE FROM mc_schema_version WHERE version >= 3"))
-        connection.execute(
-            sa.text(
-                "CREATE TABLE mc_settings (tenant VARCHAR(64), id VARCHAR, title TEXT, "
-                "base_url TEXT, timezone TEXT, currency TEXT, support_email TEXT, "
-                "sender_name TEXT, sender_email TEXT)"
-            )
-        )
-        connection.execute(
-            sa.text(
-                "INSERT INTO mc_settings VALUES ('default', 'site', 'Old Academy', "
-                "'https://old.example', 'Europe/Paris', 'EUR', NULL, 'Old Team', 'old@example.com')"
-            )
-        )
-        connection.execute(
-            sa.text(
-                "CREATE TABLE mc_email_settings (tenant VARCHAR(64), id VARCHAR, welcome JSON, "
-                "drip JSON, offer_access JSON, new_comment JSON, new_materials JSON)"
-            )
-        )
-        drip = json.dumps({"enabled": True, "template_id": None, "enabled_at": None})
-        connection.execute(
-            sa.text(
-                "INSERT INTO mc_email_settings VALUES ('default', 'email', NULL, :drip, "
-                "NULL, NULL, NULL)"
-            ),
-            {"drip": drip},
-        )
-    engine.dispose()
-    with Portal.open(url, load_entrypoints=False) as portal:
-        settings = portal.settings.get()
-        assert settings.site == SiteSettings("Old Academy", "Europe/Paris", "EUR", None)
-        assert (settings.email.sender_name, settings.email.sender_email) == (
-            "Old Team",
-            "old@example.com",
-        )
-        assert settings.email.drip.enabled
-        assert not settings.email.welcome.enabled
-        assert settings.version == 1
-    with sa.create_engine(url).connect() as connection:
-        names = set(sa.inspect(connection).get_table_names())
-        version = connection.execute(sa.text("SELECT max(version) FROM mc_schema_version"))
-        assert version.scalar() == MIGRATIONS[-1][0]
-    assert "mc_settings" not in names
-    assert "mc_email_settings" not in names

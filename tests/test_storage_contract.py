@@ -127,6 +127,34 @@ def test_unique_key_conflict_on_update(storage: Storage) -> None:
         uow.certificates.update(attrs.evolve(b, serial=a.serial))
 
 
+def test_keys_unique_across_portals_are_enforced_between_tenants(storage: Storage) -> None:
+    with storage.unit_of_work("t1") as uow:
+        uow.domain_claims.add(f.domain_claim(id="subdomain", name="acme"))
+        uow.commit()
+    with storage.unit_of_work("t2") as uow:
+        with pytest.raises(Conflict) as caught:
+            uow.domain_claims.add(f.domain_claim(id="subdomain", name="acme"))
+        assert caught.value.field in ("id", "name")
+        # Another kind with the same name is another key; the unit of work stays usable.
+        uow.domain_claims.add(f.domain_claim(id="custom_domain", name="acme"))
+        uow.domain_claims.add(f.domain_claim(id="subdomain", name="globex"))
+        with pytest.raises(Conflict):
+            uow.domain_claims.update(f.domain_claim(id="subdomain", name="acme"))
+        uow.commit()
+    with storage.unit_of_work("t2") as uow:
+        assert uow.domain_claims.get("subdomain") == f.domain_claim(id="subdomain", name="globex")
+        assert [c.name for c in uow.domain_claims.find(order_by=("name",))] == ["acme", "globex"]
+    with storage.unit_of_work("t1") as uow:
+        # Reads stay scoped to the portal; its own row can be rewritten freely.
+        assert [c.id for c in uow.domain_claims.find()] == ["subdomain"]
+        uow.domain_claims.update(f.domain_claim(id="subdomain", name="acme"))
+        uow.domain_claims.delete("subdomain")
+        uow.commit()
+    with storage.unit_of_work("t2") as uow:
+        uow.domain_claims.update(f.domain_claim(id="subdomain", name="acme"))  # free now
+        uow.commit()
+
+
 def test_null_never_clashes_in_unique_keys(storage: Storage) -> None:
     with storage.unit_of_work("t1") as uow:
         uow.purchases.add(f.purchase(idempotency_key=None))

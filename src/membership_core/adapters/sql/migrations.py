@@ -11,6 +11,7 @@ processes opening the same database at once migrate it once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,11 @@ def _tables_and_indexes_since_1(connection: sa.Connection) -> None:
             index.create(connection, checkfirst=True)
 
 
+def _json(value: object) -> object:
+    # A reflected JSON column may come back as its text (SQLite reflects it as such).
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def _settings_in_one_record(connection: sa.Connection) -> None:
     # The site and email settings were two records of their own; every area now
     # lives in one versioned record with a stamp (see services/_settings_cache.py).
@@ -61,7 +67,7 @@ def _settings_in_one_record(connection: sa.Connection) -> None:
         site = parts.get("site", {})
         email = parts.get("email", {})
         choices = {
-            kind.value: structure(email[kind.value], EmailChoice)
+            kind.value: structure(_json(email[kind.value]), EmailChoice)
             for kind in AutomatedEmail
             if email.get(kind.value) is not None
         }
