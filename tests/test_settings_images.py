@@ -335,3 +335,24 @@ def test_a_long_short_name_is_accepted_with_a_warning(open_portal: PortalFactory
         "short_name has 19 characters; home screens show about 12, so it may be cut",
     )
     assert portal.settings.update_app(short_name="Acme").warnings() == ()
+
+
+def test_the_default_media_store_is_a_folder_beside_the_database(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    from membership_core import Portal
+
+    with Portal.open(f"sqlite:///{tmp_path / 'academy.db'}", load_entrypoints=False) as portal:
+        assert isinstance(portal.media, FolderMediaStore)
+        assert portal.media.root == tmp_path / "academy-media"
+    with Portal.open("memory://", load_entrypoints=False) as portal:
+        assert isinstance(portal.media, MemoryMediaStore)
+    monkeypatch.chdir(tmp_path)
+    with Portal.open(postgres_url, load_entrypoints=False) as portal:
+        assert isinstance(portal.media, FolderMediaStore)
+        assert portal.media.root == tmp_path / "membership-media"
+        assert not portal.media.root.exists()  # made with the first image, not at open
+        logo = portal.settings.update_branding(logo=image((640, 640))).logo
+        assert logo is not None
+        assert (tmp_path / "membership-media" / logo.key).is_file()
+        assert logo.url.startswith("file://")

@@ -17,12 +17,14 @@ from . import _validate as v
 from .adapters.clock import SystemClock
 from .adapters.dns_stdlib import StdlibResolver
 from .adapters.ids import RandomIds
+from .adapters.media_folder import FolderMediaStore
 from .adapters.passwords_argon2 import Argon2Hasher
 from .adapters.throttle_storage import StorageThrottle
 from .domain.billing import DunningPolicy
 from .domain.credentials import AccountPolicy
 from .errors import ConfigurationError, ValidationError
 from .plugins.manager import Plugins
+from .plugins.registry import AdapterRegistry
 from .ports.clock import Clock
 from .ports.dns import DnsResolver
 from .ports.ids import Ids
@@ -186,14 +188,28 @@ def _default_hasher() -> PasswordHasher | None:
         return None
 
 
-def _default_media_url(url: str) -> str:
-    """Uploaded images land in a folder beside an SQLite file by default; elsewhere in memory."""
+def _storage_kind(storage: Storage) -> str:
+    """The URL of a storage object's database (``memory://`` when it has none)."""
+    engine = getattr(storage, "engine", None)
+    url = getattr(engine, "url", None)
+    return "memory://" if url is None else url.render_as_string(hide_password=True)
+
+
+def _default_media(url: str, adapters: AdapterRegistry) -> MediaStore:
+    """Where uploaded images go unless the host says: a folder, beside an SQLite file
+    (``academy.db`` -> ``academy-media/``) or ``./membership-media`` for another
+    database, made when the first image is stored; memory for throwaway storage."""
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
             path = Path(database)
-            return f"folder://{path.with_name(path.stem + '-media').resolve()}"
-    return "memory://"
+            return adapters.media_store(
+                f"folder://{path.with_name(path.stem + '-media').resolve()}"
+            )
+        return adapters.media_store("memory://")
+    if url.startswith("memory"):
+        return adapters.media_store("memory://")
+    return FolderMediaStore(Path("membership-media").resolve(), create=False)
 
 
 def _platform_url(value: object) -> str:
@@ -427,8 +443,9 @@ class Portal:
                 default = _default_mailer_url(url if isinstance(url, str) else "memory://")
                 chosen_mailer = manager.adapters.mailer(default)
             if chosen_media is None:
-                place = _default_media_url(url if isinstance(url, str) else "memory://")
-                chosen_media = manager.adapters.media_store(place)
+                # A Storage object passed in is treated like a database of its own kind.
+                kind = url if isinstance(url, str) else _storage_kind(storage)
+                chosen_media = _default_media(kind, manager.adapters)
             context = Context(
                 tenant=tenant,
                 storage=storage,

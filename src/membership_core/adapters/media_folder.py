@@ -30,7 +30,8 @@ _FILE_MODE = 0o644
 class FolderMediaStore:
     """A :class:`~membership_core.ports.media.MediaStore` writing files under ``root``.
 
-    ``root`` is created (with its parents) if missing; sub-folders are created
+    ``root`` is created (with its parents) if missing, at once or, with
+    ``create=False``, when the first file is written; sub-folders are created
     as keys need them. URLs are ``base_url`` + ``/`` + key, or the file's
     ``file://`` URI when there is no ``base_url``. On a case-insensitive file
     system, keys that differ only in case name the same file.
@@ -39,7 +40,9 @@ class FolderMediaStore:
     temporary file and renames it into place.
     """
 
-    def __init__(self, root: str | os.PathLike[str], base_url: str | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], base_url: str | None = None, *, create: bool = True
+    ) -> None:
         if not isinstance(root, str | os.PathLike):
             raise ValidationError("root", f"must be a path, not {type(root).__name__}")
         if not str(root).strip():
@@ -47,7 +50,8 @@ class FolderMediaStore:
         self._root = Path(root).absolute()
         self._base_url = None if base_url is None else check_base_url(base_url)
         try:
-            self._root.mkdir(parents=True, exist_ok=True)
+            if create:  # else made with the first file (a default nobody may use)
+                self._root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot create the media folder {str(self._root)!r}: {exc}", field="root"
