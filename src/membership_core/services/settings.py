@@ -10,34 +10,22 @@ one small query keeps honest across processes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import logging
-import secrets
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
 from .. import _validate as v
-from ..domain.domains import (
-    DnsRecord,
-    RecordCheck,
-    check_record,
-    normalize_custom_domain,
-    verification_records,
-)
-from ..domain.email_settings import AutomatedEmail, EmailChoice, EmailSettings
+from ..domain.domains import normalize_custom_domain
+from ..domain.email_settings import AutomatedEmail, EmailSettings
 from ..domain.events import SettingsChanged
 from ..domain.settings import (
     AREAS,
     AdvancedSettings,
-    AppIcon,
     AppSettings,
     BrandingSettings,
     BuilderSettings,
-    DomainClaim,
     DomainSettings,
     DomainVerification,
     PortalSettings,
@@ -48,37 +36,22 @@ from ..domain.settings import (
     web_manifest,
 )
 from ..errors import Conflict, MembershipError, ValidationError
-from ..ports.dns import LookupFailed, LookupUnsupported
 from ..ports.storage import UnitOfWork
-from ..serialization import structure, unstructure
+from ..serialization import unstructure
+from . import _domain_claims as claims
 from . import _images
 from . import _settings_rules as rules
+from . import _settings_transfer as transfer
 from ._context import Service
+from ._media_uploads import MediaUploads, media_keys
+from ._settings_transfer import EXPORT_FORMAT
 from ._unset import UNSET, _Unset
 
 __all__ = ["EXPORT_FORMAT", "SettingsService"]
 
-log = logging.getLogger(__name__)
-
-#: The ``format`` of :meth:`SettingsService.export` data.
-EXPORT_FORMAT = "membership_core.settings/1"
-
-# Left out of exports and history: a proof of domain ownership belongs to one
-# portal, and the state fields are facts of this portal, not configuration.
-_PRIVATE = {"domain": ("verification_token", "verified_at")}
 _REDACTED = "(hidden)"
 
 _Change = Callable[[UnitOfWork, PortalSettings], PortalSettings]
-
-_AREA_TYPES: dict[str, type] = {
-    "site": SiteSettings,
-    "advanced": AdvancedSettings,
-    "branding": BrandingSettings,
-    "builder": BuilderSettings,
-    "domain": DomainSettings,
-    "email": EmailSettings,
-    "app": AppSettings,
-}
 
 
 def _given(**values: object) -> dict[str, Any]:
@@ -282,35 +255,23 @@ class SettingsService(Service):
         favicon is accepted; ``branding.warnings()`` says so for the admin.
         """
         by = _changed_by(changed_by)
-        uploads: dict[str, StoredImage | None] = {}
-        stored: list[str] = []
-        try:
+        images: dict[str, StoredImage | None] = {}
+        with self._uploads() as uploads:
             for field, data, formats in (
                 ("logo", logo, _images.LOGO_FORMATS),
                 ("favicon", favicon, _images.FAVICON_FORMATS),
             ):
-                if isinstance(data, _Unset):
+                if data is None or isinstance(data, _Unset):
+                    if data is None:
+                        images[field] = None
                     continue
-                if data is None:
-                    uploads[field] = None
-                    continue
-                probed = _images.probe(
-                    field,
-                    data,
-                    formats=formats,
-                    max_bytes=_images.MAX_IMAGE_BYTES,
-                    max_pixels=_images.MAX_IMAGE_PIXELS,
-                )
-                uploads[field] = self._store_image(f"branding/{field}", data, probed, stored)
+                images[field] = uploads.probe_and_store(f"branding/{field}", field, data, formats)
 
             def change(_uow: UnitOfWork, current: PortalSettings) -> PortalSettings:
-                branding = attrs.evolve(current.branding, **uploads)
+                branding = attrs.evolve(current.branding, **images)
                 return attrs.evolve(current, branding=rules.clean_branding(branding))
 
             return self._change("branding", change, by).branding
-        except BaseException:
-            self._forget_media(stored)
-            raise
 
     def update_app(
         self,
@@ -342,31 +303,21 @@ class SettingsService(Service):
             theme_color=theme_color,
             background_color=background_color,
         )
-        stored: list[str] = []
-        try:
+        with self._uploads() as uploads:
             with self._ctx.uow(write=False) as uow:
                 current_app = self._settings(uow).app
             app = rules.clean_app(attrs.evolve(current_app, **fields))
             source: bytes | None = None
-            if isinstance(icon, bytes | bytearray):
-                source = bytes(icon)
-                probed = _images.probe(
-                    "icon",
-                    source,
-                    formats=_images.ICON_FORMATS,
-                    max_bytes=_images.MAX_IMAGE_BYTES,
-                    max_pixels=_images.MAX_IMAGE_PIXELS,
-                )
-                image = self._store_image("app/icon", source, probed, stored)
+            if icon is not None and not isinstance(icon, _Unset):
+                image = uploads.probe_and_store("app/icon", "icon", icon, _images.ICON_FORMATS)
                 app = rules.clean_app(attrs.evolve(app, icon=image))
+                source = bytes(icon)
             elif icon is None:
                 app = attrs.evolve(app, icon=None, icons=())
-            elif not isinstance(icon, _Unset):
-                raise ValidationError("icon", f"must be image bytes, not {type(icon).__name__}")
             elif app.icon is not None and app.background_color != current_app.background_color:
                 source = self._ctx.media.get(app.icon.key)  # the maskable icon shows it
             if source is not None and app.icon is not None:
-                app = attrs.evolve(app, icons=self._app_icons(source, app, stored))
+                app = attrs.evolve(app, icons=uploads.app_icons(source, app.background_color))
 
             def change(_uow: UnitOfWork, current: PortalSettings) -> PortalSettings:
                 merged = attrs.evolve(current.app, **fields)
@@ -375,57 +326,19 @@ class SettingsService(Service):
                 return attrs.evolve(current, app=rules.clean_app(merged))
 
             return self._change("app", change, by).app
+
+    @contextlib.contextmanager
+    def _uploads(self) -> Iterator[MediaUploads]:
+        """Images stored for one update; if it fails, the ones no setting uses go again."""
+        uploads = MediaUploads(self._ctx)
+        try:
+            yield uploads
         except BaseException:
-            self._forget_media(stored)
+            if uploads.keys:
+                with self._ctx.uow(write=False) as uow:
+                    used = media_keys(self._settings(uow))
+                uploads.take_back(used)
             raise
-
-    def _app_icons(self, source: bytes, app: AppSettings, stored: list[str]) -> tuple[AppIcon, ...]:
-        made = (
-            ("app/icon-192", _images.square_png(source, 192), "any"),
-            ("app/icon-512", _images.square_png(source, 512), "any"),
-            (
-                "app/icon-maskable",
-                _images.maskable_png(source, 512, app.background_color),
-                "maskable",
-            ),
-        )
-        icons = []
-        for name, data, purpose in made:
-            probed = _images.probe(
-                "icon",
-                data,
-                formats=frozenset({"PNG"}),
-                max_bytes=_images.MAX_IMAGE_BYTES,
-                max_pixels=_images.MAX_IMAGE_PIXELS,
-            )
-            icons.append(AppIcon(self._store_image(name, data, probed, stored), purpose))
-        return tuple(icons)
-
-    def _store_image(
-        self, name: str, data: bytes, probed: _images.ProbedImage, stored: list[str]
-    ) -> StoredImage:
-        """Put ``data`` in the media store under a name of its content; note the key."""
-        digest = hashlib.sha256(data).hexdigest()
-        key = f"{self._ctx.tenant}/{name}-{digest[:16]}.{probed.extension}"
-        url = self._ctx.media.put(key, data, probed.media_type)
-        stored.append(key)
-        sizes = probed.sizes if probed.format == "ICO" else ()
-        return StoredImage(
-            url, key, probed.media_type, probed.width, probed.height, len(data), digest, sizes
-        )
-
-    def _forget_media(self, keys: list[str]) -> None:
-        """Delete what a failed update stored, unless the settings use it (same content)."""
-        if not keys:
-            return
-        with self._ctx.uow(write=False) as uow:
-            used = _media_keys(self._settings(uow))
-        for key in keys:
-            if key not in used:
-                try:
-                    self._ctx.media.delete(key)
-                except Exception:
-                    log.exception("could not delete %s after a failed settings update", key)
 
     # -- domain -------------------------------------------------------------------------
 
@@ -451,17 +364,12 @@ class SettingsService(Service):
             host = None
 
         def change(uow: UnitOfWork, current: PortalSettings) -> PortalSettings:
-            domain = current.domain
-            if not isinstance(label, _Unset) and label != domain.subdomain:
-                self._claim(uow, "subdomain", label, "subdomain")
-                domain = attrs.evolve(domain, subdomain=label)
-            if not isinstance(host, _Unset) and host != domain.custom_domain:
-                self._release(uow, "custom_domain")
-                if host is not None:
-                    self._check_unclaimed(uow, host)
-                token = None if host is None else secrets.token_hex(16)
-                domain = attrs.evolve(
-                    domain, custom_domain=host, verification_token=token, verified_at=None
+            domain, now = current.domain, self._ctx.now()
+            if not isinstance(label, _Unset):
+                domain = claims.with_subdomain(uow, domain, label, field="subdomain", now=now)
+            if not isinstance(host, _Unset):
+                domain = claims.with_custom_domain(
+                    uow, domain, host, field="custom_domain", now=now
                 )
             return attrs.evolve(current, domain=domain)
 
@@ -476,9 +384,8 @@ class SettingsService(Service):
         domain = self.domain()
         if domain.custom_domain is None or domain.verification_token is None:
             return None
-        return DomainVerification(
-            domain.custom_domain, self._records(domain), domain.verified_at, ()
-        )
+        records = claims.records(domain, self._ctx.platform_url)
+        return DomainVerification(domain.custom_domain, records, domain.verified_at, ())
 
     def verify_domain(self, *, changed_by: str | None = None) -> DomainVerification:
         """Look the records up through the resolver port; mark the domain verified if
@@ -493,8 +400,9 @@ class SettingsService(Service):
         domain = self.domain()
         if domain.custom_domain is None or domain.verification_token is None:
             raise ValidationError("custom_domain", "is not set; set one with update_domain first")
-        records = self._records(domain)
-        checks = tuple(self._check(record) for record in records)  # outside any transaction
+        records = claims.records(domain, self._ctx.platform_url)
+        # Looked up outside any transaction: DNS may take seconds.
+        checks = tuple(claims.check(self._ctx.resolver, record) for record in records)
         verified_at = domain.verified_at
         if all(check.ok for check in checks) and verified_at is None:
             now = self._ctx.now()
@@ -502,57 +410,16 @@ class SettingsService(Service):
             def change(uow: UnitOfWork, current: PortalSettings) -> PortalSettings:
                 if current.domain.verification_token != domain.verification_token:
                     raise Conflict("the custom domain changed while it was checked; check again")
-                self._claim(uow, "custom_domain", domain.custom_domain or "", "custom_domain")
+                host = domain.custom_domain or ""
+                claims.claim(uow, "custom_domain", host, field="custom_domain", now=now)
                 return attrs.evolve(current, domain=attrs.evolve(current.domain, verified_at=now))
 
             self._change("domain", change, by)
             verified_at = now
         return DomainVerification(domain.custom_domain, records, verified_at, checks)
 
-    def _records(self, domain: DomainSettings) -> tuple[DnsRecord, ...]:
-        target = urlsplit(
-            DomainSettings(subdomain=domain.subdomain).base_url(self._ctx.platform_url)
-        ).hostname
-        return verification_records(
-            domain.custom_domain or "",
-            cname_target=target or "",
-            token=domain.verification_token or "",
-        )
-
-    def _check(self, record: DnsRecord) -> RecordCheck:
-        try:
-            found = self._ctx.resolver.lookup(record.name, record.type)
-        except LookupUnsupported as error:
-            return check_record(record, None, unchecked=str(error))
-        except LookupFailed as error:
-            return check_record(record, None, error=str(error))
-        return check_record(record, found)
-
     def _platform_host(self) -> str:
         return urlsplit(self._ctx.platform_url).hostname or ""
-
-    def _claim(self, uow: UnitOfWork, kind: str, name: str | None, field: str) -> None:
-        """Hold ``name`` for this portal (releasing the old one); refuse one another holds."""
-        self._release(uow, kind)
-        if name is None:
-            return
-        try:
-            uow.domain_claims.add(DomainClaim(kind, name, self._ctx.now()))
-        except Conflict:
-            raise Conflict(f"{field}: {name!r} is taken by another portal", field=field) from None
-
-    @staticmethod
-    def _release(uow: UnitOfWork, kind: str) -> None:
-        if uow.domain_claims.get_for_update(kind) is not None:
-            uow.domain_claims.delete(kind)
-
-    def _check_unclaimed(self, uow: UnitOfWork, host: str) -> None:
-        """Refuse a custom domain another portal has verified: claim it, then let go.
-
-        Call with this portal's own custom-domain claim released.
-        """
-        self._claim(uow, "custom_domain", host, "custom_domain")
-        self._release(uow, "custom_domain")
 
     # -- export and import ---------------------------------------------------------------
 
@@ -563,17 +430,7 @@ class SettingsService(Service):
         when each email was switched on (facts of this portal, not settings).
         Images are exported as references (URL and key in the media store).
         """
-        settings = self.get()
-        data: dict[str, Any] = {}
-        for area in AREAS:
-            values = unstructure(getattr(settings, area))
-            for private in _PRIVATE.get(area, ()):
-                values.pop(private, None)
-            if area == "email":
-                for kind in AutomatedEmail:
-                    values[kind.value].pop("enabled_at", None)
-            data[area] = values
-        return {"format": EXPORT_FORMAT, "settings": data}
+        return transfer.export_data(self.get())
 
     def import_settings(
         self,
@@ -590,89 +447,27 @@ class SettingsService(Service):
         ``Conflict``. Emails switched on are on from now (no backlog).
         """
         by = _changed_by(changed_by)
-        if not isinstance(data, Mapping) or data.get("format") != EXPORT_FORMAT:
-            raise ValidationError("data", f"is not settings exported as {EXPORT_FORMAT!r}")
-        given = data.get("settings")
-        if not isinstance(given, Mapping):
-            raise ValidationError("data", "has no 'settings' mapping")
-        chosen = tuple(area for area in AREAS if area in given) if areas is None else areas
-        for area in chosen:
-            if area not in AREAS:
-                raise ValidationError("areas", f"unknown area {area!r}; expected some of {AREAS}")
-            if area not in given:
-                raise ValidationError("areas", f"{area!r} is not in the data")
-        now = self._ctx.now()
-        imported = {area: self._imported(area, given[area], now) for area in chosen}
+        imported = transfer.read_import(
+            data, areas, platform_host=self._platform_host(), now=self._ctx.now()
+        )
 
         def change(uow: UnitOfWork, current: PortalSettings) -> PortalSettings:
-            updated = current
+            updated, now = current, self._ctx.now()
             for area, value in imported.items():
                 if area == "domain":
-                    value = self._imported_domain(uow, current.domain, value)
-                if area == "email":
-                    value = _keep_enabled_at(current.email, value)
-                    for kind in AutomatedEmail:
-                        template_id = value.choice(kind).template_id
-                        if template_id is not None and uow.email_templates.get(template_id) is None:
-                            raise ValidationError(
-                                f"email.{kind.value}.template_id",
-                                f"names template {template_id!r}, which this portal does not have",
-                            )
+                    domain = claims.with_subdomain(
+                        uow, current.domain, value.subdomain, field="domain.subdomain", now=now
+                    )
+                    value = claims.with_custom_domain(
+                        uow, domain, value.custom_domain, field="domain.custom_domain", now=now
+                    )
+                elif area == "email":
+                    transfer.check_templates(uow, value)
+                    value = transfer.keep_enabled_at(current.email, value)
                 updated = attrs.evolve(updated, **{area: value})
             return updated
 
-        return self._change(chosen, change, by)
-
-    def _imported(self, area: str, raw: object, now: datetime) -> Any:
-        try:
-            value: Any = structure(raw, _AREA_TYPES[area])
-        except ValidationError as error:
-            # "SiteSettings.title" names the class; the caller knows the area.
-            _, _, inner = (error.field or "").partition(".")
-            raise ValidationError(f"{area}.{inner}" if inner else area, error.problem) from None
-        cleaners: dict[str, Callable[[Any], Any]] = {
-            "site": rules.clean_site,
-            "advanced": rules.clean_advanced,
-            "branding": rules.clean_branding,
-            "builder": rules.clean_builder,
-            "email": rules.clean_email,
-            "app": rules.clean_app,
-        }
-        try:
-            if area == "domain":
-                host = value.custom_domain
-                return DomainSettings(
-                    rules.clean_subdomain(value.subdomain),
-                    None
-                    if host is None
-                    else normalize_custom_domain(host, platform_host=self._platform_host()),
-                )
-            cleaned = cleaners[area](value)
-            if area == "email":
-                cleaned = _enable_from(cleaned, now)
-            return cleaned
-        except ValidationError as error:
-            raise ValidationError(f"{area}.{error.field}", error.problem) from None
-
-    def _imported_domain(
-        self, uow: UnitOfWork, current: DomainSettings, value: DomainSettings
-    ) -> DomainSettings:
-        domain = current
-        if value.subdomain != current.subdomain:
-            self._claim(uow, "subdomain", value.subdomain, "domain.subdomain")
-            domain = attrs.evolve(domain, subdomain=value.subdomain)
-        if value.custom_domain != current.custom_domain:
-            self._release(uow, "custom_domain")
-            if value.custom_domain is not None:
-                self._check_unclaimed(uow, value.custom_domain)
-            token = None if value.custom_domain is None else secrets.token_hex(16)
-            domain = attrs.evolve(
-                domain,
-                custom_domain=value.custom_domain,
-                verification_token=token,
-                verified_at=None,
-            )
-        return domain
+        return self._change(tuple(imported), change, by)
 
     # -- the one write path -------------------------------------------------------------
 
@@ -763,7 +558,7 @@ def _diff(
     old = unstructure(getattr(before, area))
     new = unstructure(getattr(after, area))
     fields = tuple(name for name in new if new[name] != old.get(name))
-    private = _PRIVATE.get(area, ())
+    private = transfer.SECRET_FIELDS.get(area, ())
 
     def shown(values: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -772,27 +567,3 @@ def _diff(
         }
 
     return fields, shown(old), shown(new)
-
-
-def _media_keys(settings: PortalSettings) -> set[str]:
-    images = [settings.branding.logo, settings.branding.favicon, settings.app.icon]
-    images += [icon.image for icon in settings.app.icons]
-    return {image.key for image in images if image is not None}
-
-
-def _enable_from(email: EmailSettings, now: datetime) -> EmailSettings:
-    """Imported emails that are on count from ``now``: no backlog for the past."""
-    for kind in AutomatedEmail:
-        choice = email.choice(kind)
-        at = now if choice.enabled else None
-        email = email.with_choice(kind, EmailChoice(choice.enabled, choice.template_id, at))
-    return email
-
-
-def _keep_enabled_at(current: EmailSettings, imported: EmailSettings) -> EmailSettings:
-    """An email that was on and stays on keeps when it was switched on."""
-    for kind in AutomatedEmail:
-        old, new = current.choice(kind), imported.choice(kind)
-        if old.enabled and new.enabled:
-            imported = imported.with_choice(kind, attrs.evolve(new, enabled_at=old.enabled_at))
-    return imported
