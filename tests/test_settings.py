@@ -190,7 +190,11 @@ def test_code_fields_are_bounded(open_portal: PortalFactory, field: str) -> None
 
 @pytest.mark.parametrize(
     ("field", "code"),
-    [("custom_css", "a{}</STYLE><script>x()</script>"), ("custom_js", "x()</script ><b>")],
+    [
+        ("custom_css", "a{}</STYLE><script>x()</script>"),
+        ("custom_js", "x()</script ><b>"),
+        ("custom_js", "if (a <!--b) {}"),
+    ],
 )
 def test_code_that_would_break_out_of_its_element_is_refused(
     open_portal: PortalFactory, field: str, code: str
@@ -200,6 +204,45 @@ def test_code_that_would_break_out_of_its_element_is_refused(
         portal.settings.update_advanced(**{field: code})
     assert caught.value.field == field
     assert "break every page" in str(caught.value)
+    assert portal.settings.get().version == 0
+
+
+SNIPPETS_ACCEPTED = [
+    "<!-- Tag Manager -->\n<script>(function(w){w.dataLayer=[];})(window);</script>",
+    '<noscript><iframe src="https://tags.example/ns.html" height="0"></iframe></noscript>',
+    '<meta name="verify" content="abc"><link rel="preconnect" href="https://cdn.example">',
+    "<img src='https://px.example/p.gif' alt=''/><br>",
+    "<p>An optional end tag",
+    "plain text & more",
+]
+SNIPPETS_REFUSED = [
+    ("<script>track()", "leaves <script> open"),
+    ("<div class='banner'>", "leaves <div> open"),
+    ("</div>", "never opened"),
+    ("<!-- forgotten end", "ends inside a comment"),
+    ("<script>var a = '<!--<script>';</script>", "<!-- inside a <script>"),
+]
+
+
+@pytest.mark.parametrize("code", SNIPPETS_ACCEPTED)
+@pytest.mark.parametrize("field", ["head_code", "body_code"])
+def test_tracking_snippets_as_vendors_write_them_are_accepted(
+    open_portal: PortalFactory, field: str, code: str
+) -> None:
+    portal = open_portal()
+    assert getattr(portal.settings.update_advanced(**{field: code}), field) == code
+
+
+@pytest.mark.parametrize(("code", "phrase"), SNIPPETS_REFUSED)
+@pytest.mark.parametrize("field", ["head_code", "body_code"])
+def test_snippets_that_would_swallow_or_cut_the_page_are_refused(
+    open_portal: PortalFactory, field: str, code: str, phrase: str
+) -> None:
+    portal = open_portal()
+    with pytest.raises(ValidationError) as caught:
+        portal.settings.update_advanced(**{field: code})
+    assert caught.value.field == field
+    assert phrase in caught.value.problem
     assert portal.settings.get().version == 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from html.parser import HTMLParser
 from typing import Any
 
 import attrs
@@ -49,8 +50,70 @@ __all__ = [
 MAX_CODE_LENGTH = 100_000
 
 _COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
-# A closing tag inside the wrapper would end it early and spill the rest into the page.
-_CLOSERS = {"custom_css": re.compile(r"</style", re.I), "custom_js": re.compile(r"</script", re.I)}
+# A closing tag inside the wrapper would end it early and spill the rest into the page;
+# "<!--" in a script can make browsers skip its closing tag (the "double-escaped" state).
+_BREAKERS = {
+    "custom_css": ((re.compile(r"</style", re.I), "</style>"),),
+    "custom_js": (
+        (re.compile(r"</script", re.I), "</script>"),
+        (re.compile(r"<!--"), "<!--"),
+    ),
+}
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta"}
+    | {"param", "source", "track", "wbr"}
+)
+# Elements whose end tag HTML lets the browser supply.
+_OPTIONAL_END = frozenset(
+    {"p", "li", "dt", "dd", "option", "optgroup", "rt", "rp", "caption", "colgroup"}
+    | {"thead", "tbody", "tfoot", "tr", "td", "th"}
+)
+
+
+class _Snippet(HTMLParser):
+    """Reads an HTML snippet the way a page would, noting what would break the page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[str] = []
+        self.problem: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _VOID:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """``<br/>``, ``<img .../>``: nothing stays open."""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in self.open:
+            self.problem = self.problem or (
+                f"closes <{tag}>, which it never opened: it would close the page's own element"
+            )
+            return
+        while self.open.pop() != tag:
+            pass
+
+    def handle_data(self, data: str) -> None:
+        if self.open[-1:] == ["script"] and "<!--" in data:
+            self.problem = self.problem or "has <!-- inside a <script>, which can hide its end"
+
+
+def _page_breaker(code: str) -> str | None:
+    """Why ``code`` placed in a page would break it, or ``None``."""
+    snippet = _Snippet()
+    snippet.feed(code)
+    unfinished = snippet.rawdata.strip()
+    if snippet.problem:
+        return snippet.problem
+    if unfinished and not snippet.open:
+        return f"ends inside a comment or a tag ({unfinished[:20]!r}...)"
+    still_open = [tag for tag in snippet.open if tag not in _OPTIONAL_END]
+    if still_open:
+        return (
+            f"leaves <{still_open[-1]}> open, which would swallow the rest of every page; close it"
+        )
+    return None
 
 
 def clean_site(site: SiteSettings) -> SiteSettings:
@@ -83,14 +146,17 @@ def clean_advanced(advanced: AdvancedSettings) -> AdvancedSettings:
             raise ValidationError(
                 field.name, f"has {len(code):,} characters; at most {MAX_CODE_LENGTH:,} are allowed"
             )
-        closer = _CLOSERS.get(field.name)
-        if closer is not None and closer.search(code):
-            tag = "style" if field.name == "custom_css" else "script"
-            raise ValidationError(
-                field.name,
-                f"contains </{tag}>, which would end the <{tag}> element it is placed in "
-                "and break every page; give the code without the tags",
-            )
+        for pattern, text in _BREAKERS.get(field.name, ()):
+            if pattern.search(code):
+                raise ValidationError(
+                    field.name,
+                    f"contains {text}, which would end or hide the end of the element it is "
+                    "placed in and break every page; give the code without the tags",
+                )
+        if field.name in ("head_code", "body_code"):
+            problem = _page_breaker(code)
+            if problem:
+                raise ValidationError(field.name, problem)
         values[field.name] = code
     return AdvancedSettings(**values)
 

@@ -157,8 +157,13 @@ class SettingsService(Service):
         body_code: str | _Unset = UNSET,
         changed_by: str | None = None,
     ) -> AdvancedSettings:
-        """Change the admin's own code: stored as given, at most
-        100,000 characters each; CSS without ``</style>``, JS without ``</script>``."""
+        """Change the admin's own code: stored as given, at most 100,000 characters each.
+
+        Refused, as it would break every page: CSS with ``</style>``; JavaScript
+        with ``</script>`` or ``<!--``; head or body code that leaves an element
+        open, closes one it never opened, ends inside a comment, or has
+        ``<!--`` in a script.
+        """
         fields = _given(
             custom_css=custom_css, custom_js=custom_js, head_code=head_code, body_code=body_code
         )
