@@ -345,6 +345,7 @@ def test_the_default_media_store_is_a_folder_beside_the_database(
     with Portal.open(f"sqlite:///{tmp_path / 'academy.db'}", load_entrypoints=False) as portal:
         assert isinstance(portal.media, FolderMediaStore)
         assert portal.media.root == tmp_path / "academy-media"
+        assert not portal.media.root.exists()  # no clutter for a host without images
     with Portal.open("memory://", load_entrypoints=False) as portal:
         assert isinstance(portal.media, MemoryMediaStore)
     monkeypatch.chdir(tmp_path)

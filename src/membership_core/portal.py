@@ -202,10 +202,8 @@ def _default_media(url: str, adapters: AdapterRegistry) -> MediaStore:
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
-            path = Path(database)
-            return adapters.media_store(
-                f"folder://{path.with_name(path.stem + '-media').resolve()}"
-            )
+            folder = Path(database).resolve()
+            return FolderMediaStore(folder.with_name(folder.stem + "-media"), create=False)
         return adapters.media_store("memory://")
     if url.startswith("memory"):
         return adapters.media_store("memory://")
