@@ -17,25 +17,18 @@ from __future__ import annotations
 
 import base64
 import enum
-import functools
 import hmac
 import os
 import secrets
-from datetime import UTC, datetime
-from importlib import resources
-from typing import Any
+from datetime import datetime
 
 import attrs
 
 from .. import _validate as v
-from .._optional import load
 from ..adapters.certificate_renderers import PdfCertificateRenderer
-from ..domain.catalog import Product
 from ..domain.certificates import (
     SERIAL_ALPHABET,
     Certificate,
-    CertificateDesign,
-    CertificateTemplate,
     PortalKey,
     design_id,
     format_serial,
@@ -47,10 +40,16 @@ from ..domain.members import MemberStatus
 from ..errors import ConfigurationError, Conflict, ValidationError
 from ..ports.certificates import CertificateDocument
 from ..ports.storage import UnitOfWork
-from ..templating import TemplateError, TemplateRenderer
+from ..templating import TemplateRenderer
 from . import _badges
-from ._context import Context, Service
-from ._unset import UNSET, _Unset
+from ._certificate_templates import CertificateTemplates
+from ._certificate_values import (
+    CERTIFICATE_VARIABLES,
+    certificate_values,
+    default_certificate_template,
+    verification_url,
+)
+from ._context import Context
 
 __all__ = [
     "STATUS_LIST_SIZE",
@@ -69,28 +68,6 @@ STATUS_LIST_SIZE = 131_072
 _STATUS_PROBES = 16
 #: How often an issue is tried again after losing a race for a serial or a status slot.
 _ISSUE_TRIES = 3
-_MAX_SOURCE = 100_000
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
-
-#: What a certificate template may use: ``certificate``, a dict with these keys.
-CERTIFICATE_VARIABLES: tuple[str, ...] = (
-    "serial",
-    "recipient_name",
-    "course_title",
-    "course_description",
-    "issuer_name",
-    "completed_on",
-    "completed_on_long",
-    "issued_on",
-    "issued_on_long",
-    "verification_code",
-    "verification_url",
-    "qr_svg",
-    "qr_data_uri",
-)
 
 
 class CertificateStatus(enum.Enum):
@@ -157,21 +134,7 @@ def _serial() -> str:
     return format_serial("".join(secrets.choice(SERIAL_ALPHABET) for _ in range(12)))
 
 
-@functools.cache
-def default_certificate_template() -> str:
-    """The source of the shipped certificate template (``templates/certificate/default.html``)."""
-    return (
-        resources.files("membership_core")
-        .joinpath("templates/certificate/default.html")
-        .read_text(encoding="utf-8")
-    )
-
-
-def _url(base_url: str, code: str) -> str:
-    return f"{base_url}/certificates/verify?code={code}"
-
-
-class CertificatesService(Service):
+class CertificatesService(CertificateTemplates):
     """Issue, read, verify, revoke, reissue and render certificates; keep their templates."""
 
     def __init__(self, context: Context, renderer: TemplateRenderer | None = None) -> None:
@@ -214,20 +177,6 @@ class CertificatesService(Service):
             key = _new_key(self._ctx.now())
             uow.portal_keys.add(key)
         return key
-
-    def _design(self, uow: UnitOfWork, html: str) -> str:
-        """The id of the design of ``html``, adding the design if it is new."""
-        identifier = design_id(html)
-        if uow.certificate_designs.get(identifier) is None:
-            uow.certificate_designs.add(CertificateDesign(identifier, html, self._ctx.now()))
-        return identifier
-
-    def _design_for(self, uow: UnitOfWork, product: Product) -> str:
-        if product.certificate_template_id is not None:
-            template = uow.certificate_templates.get(product.certificate_template_id)
-            if template is not None:
-                return template.design_id
-        return self._design(uow, default_certificate_template())
 
     # -- issuing -------------------------------------------------------------------
 
@@ -480,12 +429,17 @@ class CertificatesService(Service):
             certificate = self._require(
                 uow.certificates, "certificate", certificate_id, "certificate_id"
             )
-            return _url(self._base_url(uow), verification_code(self._key(uow), certificate))
+            return verification_url(
+                self._base_url(uow), verification_code(self._key(uow), certificate)
+            )
 
     def _email_values(self, uow: UnitOfWork, certificate: Certificate) -> dict[str, str]:
         """The ``certificate`` value of emails: its serial and verification link."""
         code = verification_code(self._key(uow), certificate)
-        return {"serial": certificate.serial, "verification_url": _url(self._base_url(uow), code)}
+        return {
+            "serial": certificate.serial,
+            "verification_url": verification_url(self._base_url(uow), code),
+        }
 
     # -- verifying -------------------------------------------------------------------
 
@@ -553,7 +507,7 @@ class CertificatesService(Service):
             source = self._source(uow, certificate)
             code = verification_code(self._key(uow), certificate)
             base = self._base_url(uow)
-        values = _certificate_values(certificate, code, _url(base, code))
+        values = certificate_values(certificate, code, verification_url(base, code))
         return self._renderer.render_string(source, {"certificate": values}, html=True)
 
     def render(self, certificate_id: str, format: str = "html") -> bytes:
@@ -575,8 +529,8 @@ class CertificatesService(Service):
             source = self._source(uow, certificate)
             code = verification_code(self._key(uow), certificate)
             base = self._base_url(uow)
-        url = _url(base, code)
-        values = _certificate_values(certificate, code, url)
+        url = verification_url(base, code)
+        values = certificate_values(certificate, code, url)
         html = self._renderer.render_string(source, {"certificate": values}, html=True)
         return renderer.render(CertificateDocument(certificate, code, url, values, html))
 
@@ -611,8 +565,8 @@ class CertificatesService(Service):
             )
             code = verification_code(self._key(uow), certificate)
             base = self._base_url(uow)
-        url = _url(base, code)
-        values = _certificate_values(certificate, code, url)
+        url = verification_url(base, code)
+        values = certificate_values(certificate, code, url)
         document = CertificateDocument(certificate, code, url, values, "")
         return PdfCertificateRenderer(font).render(document)
 
@@ -684,225 +638,3 @@ class CertificatesService(Service):
             else None
         )
         return design.html if design is not None else default_certificate_template()
-
-    # -- templates -------------------------------------------------------------------
-
-    def create_template(self, name: str, *, html: str) -> CertificateTemplate:
-        """Save a certificate template (Jinja2 HTML), after checking it.
-
-        The source is rendered in the sandbox with sample facts: bad syntax,
-        a variable or attribute that does not exist (see
-        :data:`CERTIFICATE_VARIABLES`), anything unsafe, or a page that shows
-        no way to verify it (the link, the code or the QR code) is a
-        :class:`~membership_core.templating.TemplateError` on the field
-        ``html`` naming the line; another template of this ``name`` is a
-        ``Conflict``. Select it for a product with :meth:`use_template`.
-        """
-        name = v.text("name", name, max_length=200)
-        html = self._checked(html)
-        with self._ctx.uow() as uow:
-            self._name_free(uow, name, None)
-            now = self._ctx.now()
-            template = CertificateTemplate(
-                self._ctx.ids.new("ctpl"), name, html, self._design(uow, html), now, now
-            )
-            uow.certificate_templates.add(template)
-            uow.commit()
-        return template
-
-    def update_template(
-        self,
-        template_id: str,
-        *,
-        name: str | _Unset = UNSET,
-        html: str | _Unset = UNSET,
-    ) -> CertificateTemplate:
-        """Change a template's name or source (checked like :meth:`create_template`).
-
-        Certificates issued from it keep what they say: they point at the
-        design they were issued with, and only new ones use the new source.
-        """
-        v.identifier("template_id", template_id, "ctpl")
-        clean_name = None if isinstance(name, _Unset) else v.text("name", name, max_length=200)
-        clean_html = None if isinstance(html, _Unset) else self._checked(html)
-        with self._ctx.uow() as uow:
-            current = self._require_for_update(
-                uow.certificate_templates, "certificate template", template_id, "template_id"
-            )
-            if clean_name is not None:
-                self._name_free(uow, clean_name, current.id)
-            source = current.html if clean_html is None else clean_html
-            updated = attrs.evolve(
-                current,
-                name=clean_name or current.name,
-                html=source,
-                design_id=self._design(uow, source),
-                updated_at=self._ctx.now(),
-            )
-            if (updated.name, updated.html) != (current.name, current.html):
-                uow.certificate_templates.update(updated)
-                uow.commit()
-                return updated
-        return current
-
-    def delete_template(self, template_id: str) -> None:
-        """Delete a template; refused (``Conflict``) while a product uses it.
-
-        Certificates issued from it keep their design.
-        """
-        v.identifier("template_id", template_id, "ctpl")
-        with self._ctx.uow() as uow:
-            self._require_for_update(
-                uow.certificate_templates, "certificate template", template_id, "template_id"
-            )
-            users = uow.products.find({"certificate_template_id": template_id}, order_by=["title"])
-            if users:
-                raise Conflict(
-                    f"certificate template {template_id!r} is used by "
-                    f"{', '.join(repr(p.title) for p in users)}; choose another one first",
-                    field="template_id",
-                )
-            uow.certificate_templates.delete(template_id)
-            uow.commit()
-
-    def get_template(self, template_id: str) -> CertificateTemplate:
-        """The template, or ``NotFound``."""
-        v.identifier("template_id", template_id, "ctpl")
-        with self._ctx.uow(write=False) as uow:
-            return self._require(
-                uow.certificate_templates, "certificate template", template_id, "template_id"
-            )
-
-    def list_templates(self) -> list[CertificateTemplate]:
-        """The portal's certificate templates, by name."""
-        with self._ctx.uow(write=False) as uow:
-            return uow.certificate_templates.find(order_by=["name"])
-
-    def preview_template(self, template_id: str) -> str:
-        """The template rendered with sample facts, as the admin's edit screen shows it."""
-        template = self.get_template(template_id)
-        with self._ctx.uow(write=False) as uow:
-            base = self._base_url(uow)
-        return self._renderer.render_string(template.html, _sample(base), html=True)
-
-    def use_template(self, product_id: str, template_id: str | None) -> Product:
-        """Issue the product's new certificates from ``template_id`` (``None``: the default).
-
-        Certificates already issued keep the design they were issued with.
-        """
-        v.identifier("product_id", product_id, "prod")
-        if template_id is not None:
-            v.identifier("template_id", template_id, "ctpl")
-        with self._ctx.uow() as uow:
-            product = self._require_for_update(uow.products, "product", product_id, "product_id")
-            if template_id is not None:
-                self._require(
-                    uow.certificate_templates, "certificate template", template_id, "template_id"
-                )
-            if product.certificate_template_id == template_id:
-                return product
-            product = attrs.evolve(
-                product, certificate_template_id=template_id, updated_at=self._ctx.now()
-            )
-            uow.products.update(product)
-            uow.commit()
-        return product
-
-    def _checked(self, html: object) -> str:
-        source = v.text("html", html, max_length=_MAX_SOURCE)
-        sample = _sample("https://members.example.com")
-        try:
-            self._renderer.check_string(source, ["certificate"], html=True)
-            rendered = self._renderer.render_string(source, sample, html=True)
-        except TemplateError as error:
-            problem = error.problem
-            if error.line is not None:
-                problem = problem.removeprefix(f"line {error.line}: ")
-            raise TemplateError("html", problem, line=error.line, variable=error.variable) from None
-        values = sample["certificate"]
-        if not any(
-            str(values[name]) in rendered
-            for name in ("verification_url", "verification_code", "qr_svg", "qr_data_uri")
-        ):
-            raise TemplateError(
-                "html",
-                "shows no way to verify the certificate: use certificate.verification_url, "
-                "certificate.verification_code or certificate.qr_svg",
-            )
-        return source
-
-    @staticmethod
-    def _name_free(uow: UnitOfWork, name: str, own_id: str | None) -> None:
-        clash = uow.certificate_templates.find({"name": name}, limit=1)
-        if clash and clash[0].id != own_id:
-            raise Conflict(f"a certificate template is already named {name!r}", field="name")
-
-
-def _long_date(moment: datetime) -> str:
-    return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}"
-
-
-class _Svg(str):
-    """SVG the library drew itself: plain data (a ``str``) that autoescaping leaves as it is.
-
-    Jinja inserts a value with ``__html__`` unescaped. Only :func:`_qr` makes
-    one, from segno's output: paths computed from the URL and a fixed title,
-    with no text of anyone's in it.
-    """
-
-    __slots__ = ()
-
-    def __html__(self) -> str:
-        return str(self)
-
-
-def _qr(url: str) -> tuple[_Svg, str]:
-    """The QR code of ``url``: inline SVG markup and a ``data:`` URI of the same SVG."""
-    segno = load("segno", "the certificate's QR code")
-    code = segno.make(url, error="m")
-    options: dict[str, Any] = {"scale": 4, "border": 2, "dark": "#1f2933", "omitsize": True}
-    svg = code.svg_inline(title="Scan to verify this certificate", **options)
-    return _Svg(svg), str(code.svg_data_uri(**options))
-
-
-def _certificate_values(certificate: Certificate, code: str, url: str) -> dict[str, Any]:
-    """The ``certificate`` value of certificate templates: the facts, formatted (plain data)."""
-    svg, data_uri = _qr(url)
-    return {
-        "serial": certificate.serial,
-        "recipient_name": certificate.recipient_name,
-        "course_title": certificate.course_title,
-        "course_description": certificate.course_description,
-        "issuer_name": certificate.issuer_name,
-        "completed_on": certificate.completed_at.date().isoformat(),
-        "completed_on_long": _long_date(certificate.completed_at),
-        "issued_on": certificate.issued_at.date().isoformat(),
-        "issued_on_long": _long_date(certificate.issued_at),
-        "verification_code": code,
-        "verification_url": url,
-        "qr_svg": svg,
-        "qr_data_uri": data_uri,
-    }
-
-
-def _sample(base: str) -> dict[str, Any]:
-    """Made-up facts for checking and previewing a template."""
-    when = datetime(2026, 3, 14, 15, 9, tzinfo=UTC)
-    sample = Certificate(
-        "cert_sample",
-        "mem_sample",
-        "prod_sample",
-        "MC-SAMP-LE23-4567",
-        "Ada Lovelace",
-        "Sample course",
-        "Sample Academy",
-        when,
-        when,
-        None,
-        None,
-        course_description="What the course is about, in a sentence or two.",
-    )
-    code = "MC-SAMP-LE23-4567-ABCD-EFGH-JKLM-NPQR"
-    return {
-        "certificate": _certificate_values(sample, code, f"{base}/certificates/verify?code={code}")
-    }
