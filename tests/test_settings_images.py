@@ -357,3 +357,33 @@ def test_the_default_media_store_is_a_folder_beside_the_database(
         assert logo is not None
         assert (tmp_path / "membership-media" / logo.key).is_file()
         assert logo.url.startswith("file://")
+
+
+def test_page_snippets_put_the_favicon_the_app_and_the_admins_code_in_place(
+    open_portal: PortalFactory,
+) -> None:
+    from membership_core.domain.settings import Placement
+
+    portal = open_portal()
+    assert portal.settings.page_snippets() == ()
+    favicon = portal.settings.update_branding(favicon=image((32, 32))).favicon
+    assert favicon is not None
+    portal.settings.update_advanced(custom_css="h1{}", custom_js="go()")
+    assert [(s.field, s.placement) for s in portal.settings.page_snippets()] == [
+        ("favicon", Placement.HEAD),
+        ("custom_css", Placement.HEAD),
+        ("custom_js", Placement.BODY_END),
+    ]
+    assert portal.settings.page_snippets()[0].html == (
+        f'<link rel="icon" href="{favicon.url}" type="image/png">'
+    )
+    _enabled_app(portal, theme_color="#123456")
+    app = portal.settings.app()
+    touch = next(icon.image for icon in app.icons if icon.purpose == "any")
+    head = [s.html for s in portal.settings.page_snippets(manifest_url="/app.webmanifest?v=2&x")]
+    assert head[1:4] == [
+        '<link rel="manifest" href="/app.webmanifest?v=2&amp;x">',
+        '<meta name="theme-color" content="#123456">',
+        f'<link rel="apple-touch-icon" href="{touch.url}">',
+    ]
+    assert len(portal.settings.page_snippets(manifest_url=None)) == 3  # no app links

@@ -1165,6 +1165,9 @@ BLIND_CALLS: dict[str, Attempt] = {
     ),
     "settings.verify_domain": refused(ValidationError, lambda b, a, g: b.settings.verify_domain()),
     "settings.app": answers(lambda r, b, a, g: not r.enabled, lambda b, a, g: b.settings.app()),
+    "settings.page_snippets": answers(
+        lambda r, b, a, g: r == (), lambda b, a, g: b.settings.page_snippets()
+    ),
     "settings.web_manifest": answers(
         lambda r, b, a, g: r is None, lambda b, a, g: b.settings.web_manifest()
     ),

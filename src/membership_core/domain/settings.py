@@ -9,6 +9,7 @@ mean for the pages a host renders, and which combinations are refused.
 from __future__ import annotations
 
 import enum
+import html
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,6 +40,7 @@ __all__ = [
     "SiteSettings",
     "StoredImage",
     "image_warning",
+    "page_snippets",
     "web_manifest",
 ]
 
@@ -374,3 +376,44 @@ def web_manifest(settings: PortalSettings, base_url: str) -> dict[str, Any] | No
     if not app.description:
         del manifest["description"]
     return manifest
+
+
+def page_snippets(settings: PortalSettings, *, manifest_url: str | None) -> tuple[PageSnippet, ...]:
+    """Everything the settings put in every portal page, in page order, each with its place.
+
+    In the head: the favicon, and while the app is enabled the manifest link
+    (``manifest_url``, where the host serves :func:`web_manifest`), the theme
+    colour and the home-screen icon; then the admin's CSS and head code. At
+    the end of the body: the admin's JavaScript and body code. Attribute
+    values are escaped; the admin's own code is placed as given.
+
+    >>> page_snippets(PortalSettings(), manifest_url="/manifest.webmanifest")
+    ()
+    """
+    head: list[PageSnippet] = []
+    favicon = settings.branding.favicon
+    if favicon is not None:
+        head.append(_link("favicon", "icon", favicon.url, favicon.media_type))
+    app = settings.app
+    if app.enabled and manifest_url is not None:
+        head.append(_link("app", "manifest", manifest_url))
+        head.append(
+            PageSnippet(
+                "app",
+                Placement.HEAD,
+                f'<meta name="theme-color" content="{_attr(app.theme_color)}">',
+            )
+        )
+        touch = next((icon.image for icon in app.icons if icon.purpose == "any"), None)
+        if touch is not None:
+            head.append(_link("app", "apple-touch-icon", touch.url))
+    return (*head, *settings.advanced.snippets())
+
+
+def _attr(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+def _link(field: str, rel: str, href: str, media_type: str | None = None) -> PageSnippet:
+    kind = "" if media_type is None else f' type="{_attr(media_type)}"'
+    return PageSnippet(field, Placement.HEAD, f'<link rel="{rel}" href="{_attr(href)}"{kind}>')

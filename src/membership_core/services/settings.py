@@ -28,11 +28,13 @@ from ..domain.settings import (
     BuilderSettings,
     DomainSettings,
     DomainVerification,
+    PageSnippet,
     PortalSettings,
     SettingsChange,
     SettingsStamp,
     SiteSettings,
     StoredImage,
+    page_snippets,
     web_manifest,
 )
 from ..errors import Conflict, MembershipError, ValidationError
@@ -119,6 +121,19 @@ class SettingsService(Service):
         the app is disabled."""
         with self._ctx.uow(write=False) as uow:
             return web_manifest(self._settings(uow), self._base_url(uow))
+
+    def page_snippets(
+        self, *, manifest_url: str | None = "/manifest.webmanifest"
+    ) -> tuple[PageSnippet, ...]:
+        """What the settings put in every portal page: the favicon, the app's manifest
+        link, theme colour and home-screen icon (while it is enabled), then the admin's
+        CSS and code, each with where it belongs (``Placement.HEAD`` or ``BODY_END``).
+
+        ``manifest_url`` is where the host serves :meth:`web_manifest`.
+        """
+        if manifest_url is not None:
+            manifest_url = v.text("manifest_url", manifest_url, max_length=2000)
+        return page_snippets(self.get(), manifest_url=manifest_url)
 
     def history(self, *, area: str | None = None, limit: int = 50) -> list[SettingsChange]:
         """The latest changes, newest first (``area`` keeps one area's)."""
