@@ -259,3 +259,30 @@ def test_a_bad_platform_url_is_refused(platform_url: str, phrase: str) -> None:
         Portal.open("memory://", platform_url=platform_url)
     assert caught.value.field == "platform_url"
     assert phrase in caught.value.problem
+
+
+def test_a_request_is_routed_to_its_portal_by_host_name(portals: Portals) -> None:
+    from membership_core import tenant_for_host
+
+    acme, globex = portals("acme"), portals("globex")
+    acme.settings.update_domain(subdomain="acme")
+    globex.settings.update_domain(subdomain="globex", custom_domain="learn.globex.com")
+
+    def route(host: str) -> str | None:
+        return tenant_for_host(acme.storage, host, platform_url=PLATFORM)
+
+    assert route("acme.members.example.net") == "acme"
+    assert route("ACME.Members.Example.NET.:8443") == "acme"
+    assert route("globex.members.example.net") == "globex"
+    assert route("learn.globex.com") is None  # not verified yet
+    _publish(globex)
+    assert globex.settings.verify_domain().verified
+    assert route("learn.globex.com") == "globex"
+    assert route("members.example.net") is None  # the platform itself
+    assert route("nobody.members.example.net") is None
+    assert route("a.b.members.example.net") is None
+    assert route("") is None
+    globex.settings.update_domain(custom_domain=None, subdomain="globex-2")
+    assert route("learn.globex.com") is None
+    assert route("globex.members.example.net") is None
+    assert route("globex-2.members.example.net") == "globex"

@@ -155,6 +155,22 @@ def test_keys_unique_across_portals_are_enforced_between_tenants(storage: Storag
         uow.commit()
 
 
+def test_domain_holder_names_the_portal_holding_a_committed_claim(storage: Storage) -> None:
+    with storage.unit_of_work("t1") as uow:
+        uow.domain_claims.add(f.domain_claim(id="subdomain", name="acme"))
+        uow.domain_claims.add(f.domain_claim(id="custom_domain", name="learn.acme.com"))
+        uow.commit()
+    with storage.unit_of_work("t2") as uow:
+        uow.domain_claims.add(f.domain_claim(id="subdomain", name="globex"))
+        assert storage.domain_holder("subdomain", "globex") is None  # not committed yet
+        uow.commit()
+    assert storage.domain_holder("subdomain", "acme") == "t1"
+    assert storage.domain_holder("custom_domain", "learn.acme.com") == "t1"
+    assert storage.domain_holder("subdomain", "globex") == "t2"
+    assert storage.domain_holder("custom_domain", "acme") is None  # another kind
+    assert storage.domain_holder("subdomain", "initech") is None
+
+
 def test_null_never_clashes_in_unique_keys(storage: Storage) -> None:
     with storage.unit_of_work("t1") as uow:
         uow.purchases.add(f.purchase(idempotency_key=None))

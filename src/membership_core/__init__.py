@@ -92,6 +92,7 @@ from .errors import (
     StorageError,
     ValidationError,
 )
+from .hosts import tenant_for_host
 from .plugins.hookspecs import hookimpl
 from .plugins.registry import AdapterRegistry
 from .portal import Portal, TickReport
@@ -210,5 +211,6 @@ __all__ = [
     "__version__",
     "hookimpl",
     "structure",
+    "tenant_for_host",
     "unstructure",
 ]

@@ -283,5 +283,18 @@ class MemoryStorage:
         # not a static declaration, proves they match the port.
         return cast(UnitOfWork, _UnitOfWork(self, tenant, write))
 
+    def domain_holder(self, kind: str, name: str) -> str | None:
+        """The tenant holding ``name`` of ``kind`` (committed rows only).
+
+        Reads without the units of work's lock (a request router must not wait
+        for, or deadlock with, a unit of work): a commit replaces a tenant's
+        tables whole, so the copy taken here is always some committed state.
+        """
+        for tenant, tables in list(self._tenants.items()):
+            claim = tables.get("domain_claims", {}).get(kind)
+            if claim is not None and claim.name == name:
+                return tenant
+        return None
+
     def close(self) -> None:
         """Nothing to release."""

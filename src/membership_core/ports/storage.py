@@ -405,6 +405,15 @@ class Storage(Protocol):
         """Open a unit of work in ``tenant``. ``write=False`` promises only reads."""
         ...
 
+    def domain_holder(self, kind: str, name: str) -> str | None:
+        """The portal (tenant) whose ``domain_claims`` hold ``name`` of ``kind``, or ``None``.
+
+        The one read across portals, for routing a request by its host name
+        to the portal it belongs to (see :func:`membership_core.tenant_for_host`);
+        it tells nothing but which portal a public name points at.
+        """
+        ...
+
     def close(self) -> None:
         """Release connections and files."""
         ...

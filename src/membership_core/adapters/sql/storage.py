@@ -592,6 +592,14 @@ class SqlStorage:
         # not a static declaration, proves they match the port.
         return cast(UnitOfWork, _UnitOfWork(self, tenant, write))
 
+    def domain_holder(self, kind: str, name: str) -> str | None:
+        """The tenant holding ``name`` of ``kind``: one indexed read (a unique key)."""
+        claims = tables["domain_claims"]
+        query = sa.select(claims.c.tenant).where(claims.c.id == kind, claims.c.name == name)
+        with self.engine.connect().execution_options(mc_write=False) as connection:
+            tenant = connection.execute(query).scalar()
+        return None if tenant is None else str(tenant)
+
     def close(self) -> None:
         """Dispose of the connection pool."""
         self.engine.dispose()
