@@ -192,7 +192,9 @@ def test_the_old_site_and_email_records_move_into_the_settings_record(database_u
         assert settings.email.drip.enabled
         assert not settings.email.welcome.enabled
         assert settings.version == 1
-        with portal.storage.engine.connect() as connection:  # type: ignore[attr-defined]
+        storage = portal.storage
+        assert isinstance(storage, SqlStorage)
+        with storage.engine.connect() as connection:
             names = set(sa.inspect(connection).get_table_names())
             assert current_version(connection) == LATEST
     assert "mc_settings" not in names

@@ -18,15 +18,17 @@ from membership_core import (
     ValidationError,
     hookimpl,
 )
+from membership_core.adapters.ids import RandomIds
 from membership_core.domain.settings import (
     AdvancedSettings,
     Placement,
     PortalSettings,
     SiteSettings,
 )
+from membership_core.services._settings_cache import SettingsCache
 from membership_core.services._settings_rules import MAX_CODE_LENGTH
 from membership_core.services.settings import EXPORT_FORMAT
-from membership_core.testing import TestPortal
+from membership_core.testing import TestPortal, make_test_portal
 
 from .conftest import PortalFactory
 from .helpers import build_course, snapshot
@@ -330,33 +332,24 @@ def test_cached_reads_do_not_rebuild_the_settings(
 ) -> None:
     portal = open_portal()
     portal.settings.update_site(title="Acme")
-    loads: list[str] = []
-    storage = portal.storage
-    real = storage.unit_of_work
+    rebuilt: list[int] = []
+    real_put = SettingsCache.put
 
-    def counting(tenant: str, *, write: bool = True) -> Any:
-        uow = real(tenant, write=write)
-        original = type(uow).__enter__
+    def counting_put(self: SettingsCache, value: PortalSettings) -> None:
+        rebuilt.append(value.version)  # only a read that missed the cache stores one
+        real_put(self, value)
 
-        class Counting(type(uow)):  # type: ignore[misc]
-            def __enter__(self) -> Any:
-                entered = original(self)
-                get = entered.portal_settings.get
-
-                def spy(id: str) -> Any:
-                    loads.append(id)
-                    return get(id)
-
-                entered.portal_settings.get = spy
-                return entered
-
-        uow.__class__ = Counting
-        return uow
-
-    monkeypatch.setattr(storage, "unit_of_work", counting)
+    monkeypatch.setattr(SettingsCache, "put", counting_put)
     for _ in range(5):
         assert portal.settings.site().title == "Acme"
-    assert loads == []
+    assert rebuilt == []
+    # A change made behind this portal's back (another process) is read once, then cached.
+    other = make_test_portal(portal.storage, tenant=portal.tenant, ids=RandomIds())
+    other.settings.update_site(title="Globex")
+    rebuilt.clear()
+    for _ in range(3):
+        assert portal.settings.site().title == "Globex"
+    assert rebuilt == [2]
 
 
 def test_a_rolled_back_update_leaves_no_trace_in_the_cache(open_portal: PortalFactory) -> None:
