@@ -216,6 +216,8 @@ SNIPPETS_ACCEPTED = [
     "<img src='https://px.example/p.gif' alt=''/><br>",
     "<p>An optional end tag",
     "plain text & more",
+    "fish & chips &",  # a bare & at the end (found by hypothesis: it was refused)
+    "x < y",
 ]
 SNIPPETS_REFUSED = [
     ("<script>track()", "leaves <script> open"),
@@ -223,6 +225,7 @@ SNIPPETS_REFUSED = [
     ("</div>", "never opened"),
     ("<!-- forgotten end", "ends inside a comment"),
     ("<script>var a = '<!--<script>';</script>", "<!-- inside a <script>"),
+    ("<img src='x'", "ends inside a comment or a tag"),
 ]
 
 

@@ -103,7 +103,9 @@ def _page_breaker(code: str) -> str | None:
     """Why ``code`` placed in a page would break it, or ``None``."""
     snippet = _Snippet()
     snippet.feed(code)
-    unfinished = snippet.rawdata.strip()
+    # The parser holds back what may still continue: a tag or comment (a problem),
+    # or a bare "&" that could start a character reference (plain text).
+    unfinished = snippet.rawdata.strip() if snippet.rawdata.lstrip().startswith("<") else ""
     if snippet.problem:
         return snippet.problem
     if unfinished and not snippet.open:
