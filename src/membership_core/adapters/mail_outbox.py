@@ -11,18 +11,17 @@ sees a half-written file.
 
 from __future__ import annotations
 
-import contextlib
 import email.message
 import email.policy
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from ..domain.mail import EmailMessage
-from ..errors import ConfigurationError, MailDeliveryError, ValidationError
+from ..errors import MailDeliveryError, ValidationError
 from ..ports.clock import Clock
+from ._files import folder, write_atomically
 from ._mime import to_mime
 
 __all__ = ["OutboxFolderMailer", "to_mime"]
@@ -45,19 +44,8 @@ class OutboxFolderMailer:
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, clock: Clock | None = None) -> None:
-        if not isinstance(directory, str | os.PathLike):
-            raise ValidationError("directory", f"must be a path, not {type(directory).__name__}")
-        path = Path(directory)
-        if not str(directory).strip():
-            raise ValidationError("directory", "must not be empty")
-        self._directory = path
+        self._directory = folder("directory", directory, "mail outbox")
         self._clock = clock
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot create the mail outbox folder {str(path)!r}: {exc}", field="directory"
-            ) from exc
 
     @property
     def directory(self) -> Path:
@@ -105,22 +93,7 @@ class OutboxFolderMailer:
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
         self._directory.mkdir(parents=True, exist_ok=True)
-        # The temporary file must live in the same folder: os.replace is only
-        # atomic within one file system. The leading dot and .tmp suffix keep
-        # readers that glob "*.eml" from ever seeing it.
-        fd, temp_name = tempfile.mkstemp(
-            dir=self._directory, prefix=f".{target.stem}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp_name)
-            raise
+        write_atomically(target, data)
         self._sync_directory()
 
     def _sync_directory(self) -> None:

@@ -12,13 +12,12 @@ write leaves the previous file as it was.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
-from ..errors import ConfigurationError, StorageError, ValidationError
+from ..errors import StorageError
 from ..ports.media import check_key
+from ._files import folder, write_atomically
 from ._media import check_base_url, check_put
 
 __all__ = ["FolderMediaStore"]
@@ -43,19 +42,8 @@ class FolderMediaStore:
     def __init__(
         self, root: str | os.PathLike[str], base_url: str | None = None, *, create: bool = True
     ) -> None:
-        if not isinstance(root, str | os.PathLike):
-            raise ValidationError("root", f"must be a path, not {type(root).__name__}")
-        if not str(root).strip():
-            raise ValidationError("root", "must not be empty")
-        self._root = Path(root).absolute()
+        self._root = folder("root", root, "media", create=create).absolute()
         self._base_url = None if base_url is None else check_base_url(base_url)
-        try:
-            if create:  # else made with the first file (a default nobody may use)
-                self._root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot create the media folder {str(self._root)!r}: {exc}", field="root"
-            ) from exc
 
     @property
     def root(self) -> Path:
@@ -78,7 +66,7 @@ class FolderMediaStore:
         target = self.path_for(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._write_atomically(target, data)
+            write_atomically(target, data, mode=_FILE_MODE)
         except OSError as exc:
             raise StorageError(f"cannot write media {key!r} to {str(target)!r}: {exc}") from exc
         return self.url(key)
@@ -110,26 +98,6 @@ class FolderMediaStore:
         if self._base_url is None:
             return self.path_for(key).as_uri()
         return f"{self._base_url}/{check_key(key)}"
-
-    @staticmethod
-    def _write_atomically(target: Path, data: bytes) -> None:
-        # The temporary file must be in the same folder: os.replace is atomic
-        # only within one file system. The leading dot and the .tmp suffix say
-        # what it is if a crash leaves it behind.
-        fd, temp_name = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp_name, _FILE_MODE)
-            os.replace(temp_name, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp_name)
-            raise
 
     def __repr__(self) -> str:
         return f"FolderMediaStore({str(self._root)!r}, base_url={self._base_url!r})"

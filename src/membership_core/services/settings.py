@@ -499,9 +499,6 @@ class SettingsService(Service):
         changed_by: object,
     ) -> PortalSettings:
         by = _changed_by(changed_by)
-        # Checked before the transaction too, so bad input costs no lock.
-        with self._ctx.uow(write=False) as uow:
-            clean(attrs.evolve(getattr(self._settings(uow), area), **fields))
 
         def change(_uow: UnitOfWork, current: PortalSettings) -> PortalSettings:
             value = clean(attrs.evolve(getattr(current, area), **fields))
